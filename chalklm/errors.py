@@ -1,0 +1,29 @@
+"""The errors chalklm raises on bad input.
+
+Every library error is a `ChalkError`; the command line prints its message as one line
+and exits with status 2. The message says what was wrong, where, and how to fix it.
+"""
+
+
+class ChalkError(Exception):
+    """Base of every error caused by the user's input (not by a bug in chalklm)."""
+
+
+class ConfigError(ChalkError, ValueError):
+    """A configuration value is missing, of the wrong type, or out of range."""
+
+
+class DataError(ChalkError):
+    """A dataset cannot be found, downloaded, or read as text."""
+
+
+class TokenizerError(ChalkError, ValueError):
+    """Text or ids the tokenizer cannot handle, or a malformed tokenizer file."""
+
+
+class CheckpointError(ChalkError):
+    """A checkpoint folder is missing, incomplete, or corrupt."""
+
+
+class ShapeError(ChalkError, ValueError):
+    """Weights or inputs whose names or shapes do not match the model."""

@@ -1,0 +1,15 @@
+"""Test setup: the shared data folder, no network, quiet threads."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault("CHALKLM_DATA_DIR", str(_SHARED))
+os.environ["CHALKLM_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(os.environ["CHALKLM_DATA_DIR"])
