@@ -74,7 +74,8 @@ class GPTConfig(_Config):
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm
-    positional: str = "learned"  # "learned" (PositionalEmbedding) or "sinusoidal" (PositionalEncoding)
+    # "learned" (PositionalEmbedding) or "sinusoidal" (PositionalEncoding)
+    positional: str = "learned"
     tie_embeddings: bool = True  # output layer reuses the token embedding matrix
 
     model_type = "gpt"
