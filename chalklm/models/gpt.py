@@ -1,0 +1,102 @@
+"""GPT in the fast engine: token + position vectors, a stack of residual blocks, logits.
+
+Read it next to `chalklm.scratch.models.GPT`: the same pieces, the same parameter names
+(docs/contract.md), the same arithmetic; this one runs on PyTorch kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chalklm.config import GPTConfig
+from chalklm.errors import ShapeError
+from chalklm.models.layers import Block, LayerNorm, Linear, PositionalEmbedding, PositionalEncoding
+
+
+class GPT(nn.Module):
+    """The decoder-only Transformer. `logits, loss = model(ids, targets=None)`."""
+
+    def __init__(self, config: GPTConfig, fused_attention: bool = True):
+        super().__init__()
+        self.config = config
+        C = config.n_embd
+        self.token_embedding = nn.Embedding(config.vocab_size, C)
+        if config.positional == "learned":
+            self.position_embedding = PositionalEmbedding(config.block_size, C)
+        else:
+            self.position_encoding = PositionalEncoding(config.block_size, C)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(C, config.n_head, config.bias, config.dropout, fused_attention)
+            for _ in range(config.n_layer)
+        )
+        self.ln_f = LayerNorm(C, config.bias)
+        self.lm_head = None if config.tie_embeddings else Linear(C, config.vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections scaled down
+        by 1/sqrt(2 n_layer) so the residual stream's variance does not grow with depth."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("scale"):
+                nn.init.ones_(param)
+            elif name.endswith("bias"):
+                nn.init.zeros_(param)
+            elif name.endswith(("attn.proj.weight", "mlp.proj.weight")):
+                nn.init.normal_(param, std=residual_std)
+            else:
+                nn.init.normal_(param, std=0.02)
+
+    def positions(self, T: int) -> torch.Tensor:
+        if self.config.positional == "learned":
+            return self.position_embedding(T)
+        return self.position_encoding(T)
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None):
+        T = ids.shape[-1]
+        if T > self.config.block_size:
+            raise ShapeError(f"{T} tokens is more than block_size {self.config.block_size}")
+        x = self.dropout(self.token_embedding(ids) + self.positions(T))
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        if self.lm_head is None:
+            logits = x @ self.token_embedding.weight.T
+        else:
+            logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                   targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Trained numbers; by default without position vectors (nanoGPT's MFU convention)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.config.positional == "learned":
+            n -= self.position_embedding.weight.numel()
+        return n
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6N for the weights, 12 L H Q T for attention (PaLM)."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+    def load_weights(self, weights: dict) -> None:
+        """Load name -> array (numpy or torch) weights, checking names and shapes first."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(weights))
+        extra = sorted(set(weights) - set(own))
+        if missing or extra:
+            raise ShapeError(f"weights do not match the model: missing {missing[:5]}, "
+                             f"unexpected {extra[:5]}")
+        for name, value in weights.items():
+            if tuple(value.shape) != tuple(own[name].shape):
+                raise ShapeError(f"{name}: shape {tuple(value.shape)} in the weights, "
+                                 f"{tuple(own[name].shape)} in the model")
+        self.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})

@@ -1,0 +1,185 @@
+"""The fast engine's layers: the article's pieces in PyTorch, same names as the glass box.
+
+Every class here has a twin of the same name in `chalklm.scratch` and the same parameter
+names and shapes (docs/contract.md), so one state dict loads into either engine. The
+arithmetic is the same too; only the speed differs (fused kernels, bf16, torch.compile).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Linear(nn.Module):
+    """The article's neuron layer: `y = x @ weight + bias`, `weight` of shape (inputs, outputs).
+
+    (PyTorch's own nn.Linear stores the transpose; we keep the article's orientation so a
+    checkpoint reads the same in both engines.)
+    """
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return x @ self.weight
+        # addmm fuses the bias into the matrix product: one kernel instead of two.
+        flat = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        return flat.view(*x.shape[:-1], self.weight.shape[1])
+
+
+class LayerNorm(nn.Module):
+    """`(x - mean) / sqrt(var + 1e-5) * scale + bias` over the last axis (biased variance)."""
+
+    def __init__(self, dim: int, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], self.scale, self.bias, self.eps)
+
+
+class PositionalEmbedding(nn.Module):
+    """Learned positions: row `t` of `weight` (block_size, dim) is added to the token at t."""
+
+    def __init__(self, block_size: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(block_size, dim))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, T: int) -> torch.Tensor:
+        return self.weight[:T]
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))."""
+    position = torch.arange(length, dtype=torch.float64)[:, None]
+    rate = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    table = torch.zeros(length, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * rate)
+    table[:, 1::2] = torch.cos(position * rate)[:, : dim // 2]
+    return table.float()
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sine/cosine positions (not trained, so not in the state dict)."""
+
+    def __init__(self, block_size: int, dim: int):
+        super().__init__()
+        self.register_buffer("table", sinusoidal_table(block_size, dim), persistent=False)
+
+    def forward(self, T: int) -> torch.Tensor:
+        return self.table[:T]
+
+
+class SelfAttention(nn.Module):
+    """Scaled dot-product attention over already-split heads: `softmax(q @ k.T / sqrt(hs)) @ v`.
+
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs). `causal` hides later positions (GPT);
+    `padding_mask` (B, Tk), True where a key is padding, hides those keys (the
+    Transformer's encoder and its CrossAttention, where k and v come from another
+    sequence). `fused=True` calls PyTorch's fused kernel; `fused=False` spells out the
+    math (mask, softmax, weights @ v) and gives the same numbers, only slower.
+    """
+
+    def __init__(self, dropout: float = 0.0, fused: bool = True):
+        super().__init__()
+        self.dropout = dropout
+        self.fused = fused
+
+    def forward(self, q, k, v, causal: bool = False, padding_mask=None) -> torch.Tensor:
+        dropout = self.dropout if self.training else 0.0
+        mask = self._keep_mask(q, k, causal, padding_mask)
+        if self.fused:
+            is_causal = causal and padding_mask is None
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if is_causal else mask, dropout_p=dropout,
+                is_causal=is_causal,
+            )
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
+        return weights @ v
+
+    @staticmethod
+    def _keep_mask(q, k, causal, padding_mask):
+        """Boolean (.., Tq, Tk) mask, True where a query may look at a key; None for all."""
+        mask = None
+        if causal:
+            Tq, Tk = q.shape[-2], k.shape[-2]
+            mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)
+        if padding_mask is not None:
+            keep = ~padding_mask[:, None, None, :]
+            mask = keep if mask is None else mask & keep
+        return mask
+
+
+class MultiHeadAttention(nn.Module):
+    """Several heads side by side: head h uses columns h*hs:(h+1)*hs of query/key/value.
+
+    `forward(x)` is self-attention; `forward(x, context=memory)` takes keys and values
+    from another sequence (the Transformer's CrossAttention reuses this class as is).
+    """
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 causal: bool = True, fused: bool = True):
+        super().__init__()
+        self.n_head = n_head
+        self.causal = causal
+        self.query = Linear(n_embd, n_embd, bias)
+        self.key = Linear(n_embd, n_embd, bias)
+        self.value = Linear(n_embd, n_embd, bias)
+        self.attention = SelfAttention(dropout, fused)
+        self.proj = Linear(n_embd, n_embd, bias)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+
+    def forward(self, x, context=None, padding_mask=None) -> torch.Tensor:
+        source = x if context is None else context
+        q, k, v = (self.split_heads(layer(s)) for layer, s in
+                   ((self.query, x), (self.key, source), (self.value, source)))
+        y = self.attention(q, k, v, causal=self.causal and context is None,
+                           padding_mask=padding_mask)
+        B, _, T, _ = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    """The feed-forward part of a block: `proj(gelu(fc(x)))`, 4x wider in the middle."""
+
+    def __init__(self, n_embd: int, bias: bool = True):
+        super().__init__()
+        self.fc = Linear(n_embd, 4 * n_embd, bias)
+        self.proj = Linear(4 * n_embd, n_embd, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """A pre-norm residual block (GPT-2): `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 fused: bool = True):
+        super().__init__()
+        self.ln_1 = LayerNorm(n_embd, bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True, fused=fused)
+        self.ln_2 = LayerNorm(n_embd, bias)
+        self.mlp = MLP(n_embd, bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_1(x)))
+        return x + self.dropout(self.mlp(self.ln_2(x)))
