@@ -43,8 +43,10 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read a tokenizer JSON file; a missing or corrupt file is a `TokenizerError`."""
     path = Path(path)
     if not path.is_file():
-        raise TokenizerError(f"{path}: no such tokenizer file; train one with "
-                             "`chalklm tokenizer train` or give the right path")
+        raise TokenizerError(
+            f"{path}: no such tokenizer file; train one with "
+            "`chalklm tokenizer train` or give the right path"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
