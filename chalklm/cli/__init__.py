@@ -14,7 +14,7 @@ import sys
 from chalklm.errors import ChalkError
 
 # The subcommand modules, in the order `chalklm --help` lists them.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["interop"]
 
 
 class _Parser(argparse.ArgumentParser):
