@@ -1,0 +1,94 @@
+"""Attention in the glass box: each token looks at the others and takes a weighted mix.
+
+A token's query is compared with every token's key (a dot product: how well they match);
+softmax turns those scores into weights that add up to 1; the output is the weighted sum
+of the values. GPT adds the causal mask (a token may not look at later tokens), and
+multi-head attention runs several such lookups side by side on slices of the vectors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chalklm.scratch.autograd import Tensor, dropout, softmax
+from chalklm.scratch.nn import Linear, Module
+
+
+def causal_mask(queries: int, keys: int) -> np.ndarray:
+    """(queries, keys) booleans, True where the query must NOT see the key (a later token).
+
+    With fewer queries than keys (the newest tokens of a longer sequence) query i sits at
+    position keys - queries + i.
+    """
+    return np.triu(np.ones((queries, keys), dtype=bool), k=keys - queries + 1)
+
+
+class SelfAttention(Module):
+    """softmax(q @ k.T / sqrt(head_size)) @ v, on heads already split apart.
+
+    q (B, H, Tq, hs); k and v (B, H, Tk, hs). `causal` hides later positions (GPT);
+    `padding_mask` (B, Tk), True where a key is padding, hides those keys (for the
+    Transformer's encoder and its CrossAttention). Dropout applies to the weights.
+    """
+
+    def __init__(self, dropout: float = 0.0):
+        self.dropout = dropout
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
+                padding_mask=None) -> Tensor:
+        scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+        hidden = self.hidden_mask(q.shape[-2], k.shape[-2], causal, padding_mask)
+        if hidden is not None:
+            scores = scores.masked_fill(hidden, -np.inf)  # e^-inf = 0: no weight at all
+        weights = dropout(softmax(scores, axis=-1), self.dropout, self.training)
+        self.last_weights = weights.data  # kept for anyone who wants to look at them
+        return weights @ v
+
+    @staticmethod
+    def hidden_mask(queries: int, keys: int, causal: bool, padding_mask) -> np.ndarray | None:
+        """Booleans (.., Tq, Tk), True where a query may not look at a key; None if none."""
+        hidden = causal_mask(queries, keys) if causal else None
+        if padding_mask is not None:
+            pad = np.asarray(padding_mask, dtype=bool)[:, None, None, :]
+            hidden = pad if hidden is None else hidden | pad
+        return hidden
+
+
+class MultiHeadAttention(Module):
+    """Several attention heads side by side: head h uses columns h*hs:(h+1)*hs.
+
+    `forward(x)` is self-attention (x attends to itself, masked causally if `causal`);
+    `forward(x, context=memory)` takes keys and values from another sequence, which is
+    all the Transformer's CrossAttention needs. Weights: query, key, value, proj.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 causal: bool = True):
+        self.n_head = n_head
+        self.causal = causal
+        self.query = Linear(n_embd, n_embd, bias)
+        self.key = Linear(n_embd, n_embd, bias)
+        self.value = Linear(n_embd, n_embd, bias)
+        self.attention = SelfAttention(dropout)
+        self.proj = Linear(n_embd, n_embd, bias)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, T, C) -> (B, H, T, C/H): each head gets its own slice of every vector."""
+        B, T, C = x.shape
+        return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
+
+    def merge_heads(self, y: Tensor) -> Tensor:
+        """(B, H, T, hs) -> (B, T, H*hs): the heads' outputs laid side by side again."""
+        B, H, T, hs = y.shape
+        return y.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, padding_mask=None) -> Tensor:
+        source = x if context is None else context
+        q = self.split_heads(self.query(x))
+        k = self.split_heads(self.key(source))
+        v = self.split_heads(self.value(source))
+        y = self.attention(q, k, v, causal=self.causal and context is None,
+                           padding_mask=padding_mask)
+        return self.proj(self.merge_heads(y))

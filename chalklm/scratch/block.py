@@ -1,0 +1,38 @@
+"""The Transformer block: attention, then a small neural network, each on a residual path.
+
+Pre-norm, as GPT-2: each part reads a LayerNorm-ed copy of x and adds its result back
+to x (the residual connection), so the signal and its gradient have a direct route
+through every block.
+"""
+
+from __future__ import annotations
+
+from chalklm.scratch.attention import MultiHeadAttention
+from chalklm.scratch.autograd import Tensor
+from chalklm.scratch.nn import Dropout, LayerNorm, Linear, Module
+
+
+class MLP(Module):
+    """The feed-forward part of a block: proj(gelu(fc(x))), four times wider in the middle."""
+
+    def __init__(self, n_embd: int, bias: bool = True):
+        self.fc = Linear(n_embd, 4 * n_embd, bias)
+        self.proj = Linear(4 * n_embd, n_embd, bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.fc(x).gelu())
+
+
+class Block(Module):
+    """x = x + dropout(attn(ln_1(x))); x = x + dropout(mlp(ln_2(x)))."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0):
+        self.ln_1 = LayerNorm(n_embd, bias=bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True)
+        self.ln_2 = LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, bias)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.dropout(self.attn(self.ln_1(x)))
+        return x + self.dropout(self.mlp(self.ln_2(x)))

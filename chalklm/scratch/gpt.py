@@ -1,0 +1,85 @@
+"""GPT in the glass box: token + position vectors, a stack of residual blocks, logits.
+
+Read it next to `chalklm.models.GPT` (the fast engine): the same pieces, the same
+parameter names and shapes (docs/contract.md), the same arithmetic, here in NumPy with
+every derivative in chalklm/scratch/autograd.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chalklm.config import GPTConfig
+from chalklm.errors import ShapeError
+from chalklm.scratch import autograd
+from chalklm.scratch.autograd import Tensor, cross_entropy
+from chalklm.scratch.block import Block
+from chalklm.scratch.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from chalklm.scratch.positional import PositionalEmbedding, PositionalEncoding
+
+
+class GPT(Module):
+    """The decoder-only Transformer. `logits, loss = model(ids, targets=None)`.
+
+    ids (B, T) integers -> logits (B, T, vocab_size): for every position, a score for
+    each possible next token. loss is the mean cross-entropy against targets (B, T)
+    (targets equal to -1 are ignored), or None without targets.
+    """
+
+    def __init__(self, config: GPTConfig):
+        self.config = config
+        C = config.n_embd
+        self.token_embedding = Embedding(config.vocab_size, C)
+        if config.positional == "learned":
+            self.position_embedding = PositionalEmbedding(config.block_size, C)
+        else:
+            self.position_encoding = PositionalEncoding(config.block_size, C)
+        self.dropout = Dropout(config.dropout)
+        self.blocks = ModuleList(
+            Block(C, config.n_head, config.bias, config.dropout) for _ in range(config.n_layer)
+        )
+        self.ln_f = LayerNorm(C, bias=config.bias)
+        self.lm_head = None if config.tie_embeddings else Linear(C, config.vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2's start: N(0, 0.02) weights, zero biases, unit scales, and the residual
+        projections scaled by 1/sqrt(2 n_layer) so the residual sum does not grow with depth."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("scale"):
+                p.data[...] = 1.0
+            elif name.endswith("bias"):
+                p.data[...] = 0.0
+            else:
+                std = residual_std if name.endswith(("attn.proj.weight", "mlp.proj.weight")) \
+                    else 0.02
+                p.data[...] = autograd.rng().normal(0.0, std, size=p.shape)
+
+    def positions(self, T: int) -> Tensor:
+        if self.config.positional == "learned":
+            return self.position_embedding(T)
+        return self.position_encoding(T)
+
+    def forward(self, ids, targets=None) -> tuple[Tensor, Tensor | None]:
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ShapeError(f"GPT reads ids of shape (batch, time), got {ids.shape}")
+        T = ids.shape[1]
+        if T > self.config.block_size:
+            raise ShapeError(f"{T} tokens is more than block_size {self.config.block_size}")
+        x = self.dropout(self.token_embedding(ids) + self.positions(T))
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        if self.lm_head is None:  # tied: score each token by its own embedding row
+            logits = x @ self.token_embedding.weight.T
+        else:
+            logits = self.lm_head(x)
+        loss = cross_entropy(logits, targets, ignore_index=-1) if targets is not None else None
+        return logits, loss
+
+    def num_params(self) -> int:
+        return sum(p.size for p in self.parameters())
