@@ -25,14 +25,18 @@ def canonical_json(data: dict[str, Any]) -> str:
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write readable JSON atomically (a temporary file renamed into place)."""
+    """Write readable JSON atomically."""
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a temporary file and rename it into place: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=1)
-            handle.write("\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,297 @@
+"""Byte-level BPE: sub-word tokens learned by merging the most frequent pair of tokens.
+
+Every text is first UTF-8 bytes, and ids 0-255 are the 256 bytes, so any text can be
+encoded and nothing is ever unknown. Training repeatedly merges the most frequent
+adjacent pair into a new token (`bpe_train`); encoding replays the merges on each chunk
+of the text (`bpe_merge`). The text is cut into chunks by a regex first (`patterns`),
+so that merges never cross a word/number/punctuation boundary.
+
+Interop with tiktoken and Hugging Face tokenizers lives in `formats`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from chalklm.errors import TokenizerError
+from chalklm.tokenizers import formats
+from chalklm.tokenizers.base import Tokenizer
+from chalklm.tokenizers.bpe_merge import SHORT_CHUNK, build_pair_table, merge_long, merge_short
+from chalklm.tokenizers.bpe_train import (
+    PAIR_BASE,
+    count_chunks,
+    replace_surrogates,
+    train_merges,
+    utf8_bytes,
+)
+from chalklm.tokenizers.patterns import compile_pattern, pattern_name, resolve_pattern
+from chalklm.tokenizers.special import SpecialTokens
+
+FORMAT_VERSION = 1
+_CACHE_LIMIT = 1 << 18  # distinct chunks remembered before the cache starts afresh
+_CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE. Build one with `BPETokenizer.train(...)`, `load`, or the `from_*` readers.
+
+    State: the split `pattern`, `merges` (merge i joins ids (a, b) into id 256 + i),
+    `special_tokens` ({text: id}, ids after the merges), and `byte_order` (the byte each
+    id 0-255 stands for: 0..255 for chalklm's own, a permutation in GPT-2's files).
+    """
+
+    type_name = "bpe"
+
+    def __init__(
+        self,
+        merges: Iterable[Sequence[int]] = (),
+        pattern: str = "gpt4",
+        special_tokens: dict[str, int] | None = None,
+        byte_order: Sequence[int] | None = None,
+    ):
+        self.pattern = resolve_pattern(pattern)
+        self._regex = compile_pattern(self.pattern)
+        self._named_pattern = pattern_name(self.pattern) is not None
+        self.byte_order = list(range(256)) if byte_order is None else [int(b) for b in byte_order]
+        if sorted(self.byte_order) != list(range(256)):
+            raise TokenizerError("byte_order must list each of the 256 bytes exactly once")
+        self.merges = [(int(a), int(b)) for a, b in merges]
+        self.vocab: list[bytes] = [bytes([b]) for b in self.byte_order]  # id -> bytes
+        for i, (a, b) in enumerate(self.merges):
+            if not (0 <= a < 256 + i and 0 <= b < 256 + i):
+                raise TokenizerError(f"merge {i} ({a}, {b}) uses an id not yet made")
+            self.vocab.append(self.vocab[a] + self.vocab[b])
+        self.rank = {token: i for i, token in enumerate(self.vocab)}  # bytes -> id
+        if len(self.rank) != len(self.vocab):
+            raise TokenizerError("two merges make the same token; the merges are corrupt")
+        self.special = SpecialTokens(special_tokens or {}, first_free_id=len(self.vocab))
+        self._byte_ids = [self.rank[bytes([b])] for b in range(256)]
+        self._pair_table = build_pair_table(self.vocab, self.rank)
+        self._id_bytes: list[bytes | None] = self.vocab + [None] * (
+            self.special.end_id - len(self.vocab)
+        )
+        for text, token_id in self.special.ids.items():
+            self._id_bytes[token_id] = text.encode("utf-8")
+        self._cache: dict[str, list[int]] = {}
+
+    # ----------------------------------------------------------------- training
+    @classmethod
+    def train(
+        cls,
+        texts: str | Iterable[str],
+        vocab_size: int,
+        pattern: str = "gpt4",
+        special_tokens: Sequence[str] = (),
+        min_frequency: int = 2,
+        progress: bool = True,
+    ) -> BPETokenizer:
+        """Learn merges from a text (or texts) until the vocabulary has `vocab_size` ids.
+
+        The vocabulary is 256 bytes + the merges + `special_tokens` (whose ids come
+        last). Training stops early, with a smaller vocabulary, when no pair occurs
+        `min_frequency` times. Ties between equally frequent pairs go to the smallest
+        (left id, right id), so the same texts always give the same merges. Special
+        tokens found in the texts are cut out before counting.
+        """
+        pattern = resolve_pattern(pattern)
+        specials = SpecialTokens.from_list(special_tokens, first_free_id=0)
+        if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials.ids):
+            raise TokenizerError(
+                f"vocab_size must be at least 256 (the bytes) + {len(specials.ids)} special "
+                f"tokens, got {vocab_size!r}"
+            )
+        if not isinstance(min_frequency, int) or min_frequency < 1:
+            raise TokenizerError(
+                f"min_frequency must be a whole number >= 1, got {min_frequency!r}"
+            )
+        if isinstance(texts, str):
+            texts = [texts]
+        chunk_text = count_chunks(
+            (part for text in texts for part in specials.split_out(text)), pattern, progress
+        )
+        chunk_bytes: Counter[bytes] = Counter()
+        for chunk, count in chunk_text.items():
+            chunk_bytes[utf8_bytes(chunk)] += count
+        num_merges = vocab_size - 256 - len(specials.ids)
+        merges = train_merges(chunk_bytes, num_merges, min_frequency, progress=progress)
+        first = 256 + len(merges)
+        return cls(merges, pattern, {t: first + i for i, t in enumerate(specials.ids)})
+
+    # ----------------------------------------------------------------- encoding
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id (ids of special tokens may leave gaps)."""
+        return self.special.end_id
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of `text`, reading special-token strings as plain text."""
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
+                text = replace_surrogates(text)
+        cache = self._cache
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        out: list[int] = []
+        extend, get = out.extend, cache.get
+        for chunk in self._split(text):
+            ids = get(chunk)
+            if ids is None:
+                ids = self._encode_chunk(chunk)
+            extend(ids)
+        return out
+
+    def encode(self, text: str, allowed_special: str | set[str] = "none_raise") -> list[int]:
+        """Ids of `text`. `allowed_special`: "none_raise" (a special token's text is an
+        error, as in tiktoken), "none" (read it as plain text), "all", or a set of the
+        special tokens to encode as their ids (any other found in the text is an error)."""
+        allowed = self.special.allowed(allowed_special, text)
+        if not allowed:
+            return self.encode_ordinary(text)
+        out: list[int] = []
+        for part, special_id in self.special.split(text, allowed):
+            if special_id is None:
+                out.extend(self.encode_ordinary(part))
+            else:
+                out.append(special_id)
+        return out
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        allowed_special: str | set[str] = "none_raise",
+        num_workers: int | None = None,
+    ) -> list[list[int]]:
+        """`encode` of each text, spread over `num_workers` processes (default: all cores)."""
+        from chalklm.tokenizers.batch import encode_batch
+
+        return encode_batch(self, list(texts), allowed_special, num_workers)
+
+    def _split(self, text: str) -> list[str]:
+        chunks = self._regex.findall(text)
+        if not self._named_pattern and sum(map(len, chunks)) != len(text):
+            raise TokenizerError(
+                "the custom pattern skips some characters of the text, so they could not "
+                "be decoded back; end the pattern with a catch-all such as |\\s+|."
+            )
+        return chunks
+
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        data = chunk.encode("utf-8")
+        whole = self.rank.get(data)
+        if whole is not None:
+            ids = [whole]
+        else:
+            byte_ids = self._byte_ids
+            ids = [byte_ids[b] for b in data]
+            merge = merge_short if len(ids) <= SHORT_CHUNK else merge_long
+            ids = merge(ids, self._pair_table)
+        if len(chunk) <= _CACHE_MAX_CHARS:
+            self._cache[chunk] = ids
+        return ids
+
+    # ----------------------------------------------------------------- decoding
+    def id_to_bytes(self, token_id: int) -> bytes:
+        """The bytes one id stands for (a special token: its UTF-8 text)."""
+        return self.decode_bytes([token_id])
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        if hasattr(ids, "tolist"):  # numpy arrays and torch tensors
+            ids = ids.tolist()
+        ids = ids if isinstance(ids, list) else list(ids)
+        table = self._id_bytes
+        try:
+            if not ids or min(ids) >= 0:
+                return b"".join([table[i] for i in ids])
+        except (IndexError, TypeError):
+            pass
+        for position, i in enumerate(ids):
+            if not isinstance(i, int) or not 0 <= i < len(table) or table[i] is None:
+                raise TokenizerError(
+                    f"id {i!r} at position {position} is not in this vocabulary of "
+                    f"{self.vocab_size} ids"
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """The text of `ids`. A cut through a multi-byte character decodes as U+FFFD
+        (`errors="replace"`) unless another `errors` of bytes.decode is asked for."""
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    # ----------------------------------------------------------------- files
+    def to_dict(self) -> dict[str, Any]:
+        merges = [
+            [a, b, self.vocab[256 + i].decode("utf-8", "backslashreplace")]
+            for i, (a, b) in enumerate(self.merges)
+        ]
+        return {
+            "type": self.type_name,
+            "version": FORMAT_VERSION,
+            "pattern": self.pattern,
+            "special_tokens": dict(self.special.ids),
+            "byte_order": self.byte_order,
+            "merges": merges,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
+        if data.get("version") != FORMAT_VERSION:
+            raise TokenizerError(
+                f"unsupported bpe tokenizer format version {data.get('version')!r}"
+            )
+        merges = [(m[0], m[1]) for m in data["merges"]]  # m[2] is the readable token, for people
+        return cls(merges, data["pattern"], data["special_tokens"], data["byte_order"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One readable JSON file: pattern, special tokens, then one merge per line."""
+        formats.write_readable_json(path, self.to_dict())
+
+    # ----------------------------------------------------------------- interop
+    @classmethod
+    def from_ranks(
+        cls, ranks: dict[bytes, int], pattern: str, special_tokens: dict[str, int] | None = None
+    ) -> BPETokenizer:
+        """A tokenizer from {token bytes: id} (a tiktoken vocabulary), merges recovered."""
+        byte_order, merges = formats.merges_from_ranks(ranks)
+        return cls(merges, pattern, special_tokens or {}, byte_order)
+
+    @classmethod
+    def from_tiktoken_file(
+        cls, path: str | os.PathLike, pattern: str, special_tokens: dict[str, int] | None = None
+    ) -> BPETokenizer:
+        """Read a `.tiktoken` ranks file (e.g. GPT-4's cl100k_base.tiktoken)."""
+        return cls.from_ranks(formats.read_tiktoken(path), pattern, special_tokens)
+
+    @classmethod
+    def from_hf(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Read a byte-level BPE `tokenizer.json` of Hugging Face tokenizers (e.g. GPT-2's)."""
+        ranks, pattern, special_tokens = formats.read_hf(path)
+        return cls.from_ranks(ranks, pattern, special_tokens)
+
+    def save_tiktoken(self, path: str | os.PathLike) -> None:
+        formats.write_tiktoken(path, self.vocab)
+
+    def to_tiktoken(self, name: str = "chalklm"):
+        """A `tiktoken.Encoding` with this vocabulary, pattern and special tokens."""
+        return formats.to_tiktoken(self, name)
+
+    def save_hf(self, path: str | os.PathLike) -> None:
+        """Write a `tokenizer.json` for `tokenizers.Tokenizer.from_file` / transformers."""
+        formats.write_hf(path, self)
+
+    def __reduce__(self):  # pickle (for worker processes) as the small JSON state
+        return (type(self).from_dict, (self.to_dict(),))
+
+    def __repr__(self) -> str:
+        name = pattern_name(self.pattern) or "custom"
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+            f"pattern={name!r}, special_tokens={len(self.special.ids)})"
+        )
+
+
+__all__ = ["BPETokenizer", "PAIR_BASE"]

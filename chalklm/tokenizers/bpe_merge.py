@@ -1,0 +1,78 @@
+"""Applying learned merges to one chunk: the encoding half of BPE.
+
+The rule is tiktoken's: among adjacent pairs whose joined bytes are a token, merge the
+one whose token has the lowest id (the earliest learned), the leftmost on a tie, and
+repeat until no adjacent pair joins into a token. A chunk whose bytes are a token
+already is that token at once.
+
+`pair_table` maps `a * PAIR_BASE + b` to the id of the token spelled bytes(a) + bytes(b),
+for every such pair (not only the pairs that were merged in training), so that a
+vocabulary read from a tiktoken file encodes exactly as tiktoken does.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from chalklm.tokenizers.bpe_train import PAIR_BASE
+
+SHORT_CHUNK = 48  # up to this many bytes the plain rescan beats the heap
+
+
+def build_pair_table(vocab: list[bytes | None], rank: dict[bytes, int]) -> dict[int, int]:
+    """{a * PAIR_BASE + b: id of bytes(a) + bytes(b)} over every split of every token."""
+    table: dict[int, int] = {}
+    for token_id, token in enumerate(vocab):
+        if token is None or len(token) < 2:
+            continue
+        for cut in range(1, len(token)):
+            left, right = rank.get(token[:cut]), rank.get(token[cut:])
+            if left is not None and right is not None:
+                table[left * PAIR_BASE + right] = token_id
+    return table
+
+
+def merge_short(ids: list[int], table: dict[int, int]) -> list[int]:
+    """Rescan all pairs after each merge: quadratic, but fastest for a short chunk."""
+    get = table.get
+    while len(ids) > 1:
+        best, at = None, -1
+        for i in range(len(ids) - 1):
+            merged = get(ids[i] * PAIR_BASE + ids[i + 1])
+            if merged is not None and (best is None or merged < best):
+                best, at = merged, i
+        if best is None:
+            break
+        ids[at : at + 2] = (best,)
+    return ids
+
+
+def merge_long(ids: list[int], table: dict[int, int]) -> list[int]:
+    """The same merges in O(n log n): a heap of (token id, position) over a linked list.
+
+    Positions never reorder, so the smallest (id, position) is the leftmost lowest-id
+    pair. A heap entry is stale when its left token died or its pair has changed since.
+    """
+    get = table.get
+    n = len(ids)
+    ids = list(ids)
+    following = list(range(1, n + 1))  # following[i] == n: i is the last token
+    preceding = list(range(-1, n - 1))
+    heap = [(m, i) for i in range(n - 1) if (m := get(ids[i] * PAIR_BASE + ids[i + 1])) is not None]
+    heapq.heapify(heap)
+    while heap:
+        merged, i = heapq.heappop(heap)
+        j = following[i] if ids[i] >= 0 else n
+        if j == n or get(ids[i] * PAIR_BASE + ids[j]) != merged:
+            continue
+        ids[i], ids[j] = merged, -1
+        k = following[j]
+        following[i] = k
+        if k < n:
+            preceding[k] = i
+            if (m := get(merged * PAIR_BASE + ids[k])) is not None:
+                heapq.heappush(heap, (m, i))
+        p = preceding[i]
+        if p >= 0 and (m := get(ids[p] * PAIR_BASE + merged)) is not None:
+            heapq.heappush(heap, (m, p))
+    return [t for t in ids if t >= 0]

@@ -1,0 +1,76 @@
+"""The pre-tokenization patterns: how text is cut into chunks before BPE merges bytes.
+
+BPE never merges across a chunk boundary, so a word and the space before it, a run of
+digits, or a run of punctuation are learned separately. Each named pattern is one exact
+string, kept here and nowhere else:
+
+- "gpt2": the pattern of the GPT-2 release (contractions, letter runs with one leading
+  space, number runs, punctuation runs, whitespace).
+- "gpt4": the cl100k pattern as tiktoken 0.6 and minbpe write it (case-insensitive
+  contractions, digits in groups of at most three, newlines kept apart from words).
+  tiktoken's newer copy adds `\\s++$` and other possessives, which changes how trailing
+  whitespace splits; this one is the reference here.
+
+Each exporter receives a copy its regex engine reads the same way (`EXPORT_PATTERNS`);
+tests check that Python's `regex`, tiktoken and Hugging Face tokenizers cut identically.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import regex
+
+from chalklm.errors import TokenizerError
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+
+# The copy each exporter writes, where its regex engine needs a different spelling of the
+# same pattern (none does today: tests/test_tokenizer_interop.py checks they cut alike).
+EXPORT_PATTERNS: dict[str, dict[str, str]] = {
+    "tiktoken": dict(PATTERNS),
+    "hf": dict(PATTERNS),
+}
+
+
+def resolve_pattern(pattern: str) -> str:
+    """A pattern name ("gpt2", "gpt4") or a regex, checked to compile; returns the regex."""
+    if not isinstance(pattern, str) or not pattern:
+        raise TokenizerError(
+            f"pattern must be {' or '.join(map(repr, PATTERNS))} or a regex, got {pattern!r}"
+        )
+    pattern = PATTERNS.get(pattern, pattern)
+    compile_pattern(pattern)
+    return pattern
+
+
+def pattern_name(pattern: str) -> str | None:
+    """The name of a pattern string, or None for a custom regex."""
+    return next((name for name, text in PATTERNS.items() if text == pattern), None)
+
+
+def export_pattern(pattern: str, exporter: str) -> str:
+    """The spelling of `pattern` to write into an `exporter` file ("tiktoken" or "hf")."""
+    name = pattern_name(pattern)
+    return EXPORT_PATTERNS[exporter][name] if name else pattern
+
+
+def import_pattern(text: str, exporter: str) -> str:
+    """The inverse of `export_pattern`: a named pattern's exporter copy back to the name's."""
+    for name, copy in EXPORT_PATTERNS[exporter].items():
+        if copy == text:
+            return PATTERNS[name]
+    return text
+
+
+@functools.lru_cache(maxsize=32)
+def compile_pattern(pattern: str) -> regex.Pattern:
+    try:
+        return regex.compile(pattern)
+    except regex.error as exc:
+        raise TokenizerError(f"the pattern {pattern!r} is not a valid regex ({exc})") from None
