@@ -26,10 +26,13 @@ from chalklm.interop import export_hf, import_hf  # noqa: E402
 from chalklm.interop.gpt2 import (  # noqa: E402
     chalklm_shapes,
     config_from_gpt2,
+    config_to_gpt2,
     from_gpt2_state,
     to_gpt2_state,
 )
 from chalklm.models import GPT  # noqa: E402
+from chalklm.scratch import no_grad  # noqa: E402
+from chalklm.scratch.models import GPT as GlassGPT  # noqa: E402
 from chalklm.tokenizers import CharTokenizer, load_tokenizer  # noqa: E402
 
 TINY = GPTConfig(vocab_size=21, block_size=16, n_layer=2, n_head=2, n_embd=32)
@@ -71,6 +74,12 @@ def fast_model(checkpoint: Path) -> GPT:
     return model
 
 
+def glass_model(checkpoint: Path) -> GlassGPT:
+    model = GlassGPT(load_config(checkpoint)).eval()
+    model.load_state_dict(load_weights(checkpoint))
+    return model
+
+
 def greedy(next_logits, ids: list[int], steps: int) -> list[int]:
     """Append the highest-scoring next token `steps` times (the article's feed-back loop)."""
     ids = list(ids)
@@ -83,6 +92,14 @@ def torch_logits(model):
     def next_logits(ids: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.as_tensor(ids))[0][0, -1].numpy()
+
+    return next_logits
+
+
+def glass_logits(model):
+    def next_logits(ids: np.ndarray) -> np.ndarray:
+        with no_grad():
+            return model(ids)[0].data[0, -1]
 
     return next_logits
 
@@ -147,6 +164,17 @@ def test_models_gpt2_cannot_express_are_refused_by_name(tmp_path, change, reason
     with pytest.raises(ConfigError, match=f"GPT-2 cannot express {reason}"):
         export_hf(tmp_path / "ck", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_gpt2_small_config_maps_to_its_chalklm_twin_and_back():
+    hf = transformers.GPT2Config().to_dict()  # GPT-2 small: 12 layers, 12 heads, 768 wide
+    config = config_from_gpt2(hf)
+    assert config == GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12,
+                               n_embd=768, dropout=0.1)
+    again = transformers.GPT2Config(**config_to_gpt2(config))
+    for field in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner",
+                  "activation_function", "layer_norm_epsilon", "resid_pdrop"):
+        assert getattr(again, field) == hf[field], field
 
 
 @pytest.mark.parametrize("field, value", [
@@ -214,6 +242,7 @@ def test_import_of_a_transformers_folder_continues_exactly_like_generate(tmp_pat
     expected = hf_greedy(hf, prompt, 20)
     assert len(set(expected[len(prompt):])) > 1  # a continuation worth comparing
     assert greedy(torch_logits(fast_model(tmp_path / "ck")), prompt, 20) == expected
+    assert greedy(glass_logits(glass_model(tmp_path / "ck")), prompt, 20) == expected
     ids = torch.tensor([prompt])
     with torch.no_grad():
         assert torch.allclose(fast_model(tmp_path / "ck")(ids)[0], hf(ids).logits, atol=1e-4)
@@ -316,3 +345,16 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "positional='sinusoidal'" in err
+
+
+@pytest.mark.slow
+def test_import_of_gpt2_small_shapes_continues_exactly_like_generate(tmp_path):
+    """GPT-2 small's shapes (12 layers, 12 heads, 768 wide, context 1024, 50257 tokens)."""
+    hf = hf_folder(tmp_path / "hf", vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12,
+                   n_head=12)
+    import_hf(tmp_path / "hf", tmp_path / "ck")
+    prompt = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290]
+    expected = hf_greedy(hf, prompt, 6)
+    del hf
+    assert greedy(torch_logits(fast_model(tmp_path / "ck")), prompt, 6) == expected
+    assert greedy(glass_logits(glass_model(tmp_path / "ck")), prompt, 6) == expected
