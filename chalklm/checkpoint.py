@@ -1,0 +1,191 @@
+"""Checkpoints: a folder of safetensors and JSON files that either engine can read.
+
+    model.safetensors       the weights, named as in docs/contract.md
+    config.json             the architecture (`config.to_dict()`, with `model_type`)
+    tokenizer.json          the tokenizer file (its `"type"` key says which kind)
+    optimizer.safetensors   optimizer moments, for resuming (optional)
+    trainer_state.json      step, RNG states, data position, for resuming (optional)
+
+A save writes everything into a temporary folder beside the target and then renames it
+into place, so a crash mid-save never leaves a half-written checkpoint: the previous one
+stays whole. No pickle: loading a checkpoint reads numbers and text, never runs code.
+This module needs no torch (the glass box loads the same weights through NumPy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chalklm.config import GPTConfig, _Config
+from chalklm.errors import ChalkError, CheckpointError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+TRAINER_STATE_FILE = "trainer_state.json"
+
+
+def _config_classes() -> dict[str, type]:
+    """model_type -> config class, for every config defined in chalklm.config."""
+    return {cls.model_type: cls for cls in _Config.__subclasses__()} | {"gpt": GPTConfig}
+
+
+def _to_numpy(arrays: dict) -> dict[str, np.ndarray]:
+    """Torch tensors or arrays -> contiguous NumPy arrays (safetensors wants contiguous)."""
+    out = {}
+    for name, value in arrays.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        out[name] = np.ascontiguousarray(value)
+    return out
+
+
+def save_checkpoint(folder, weights: dict, config, tokenizer=None, optimizer: dict | None = None,
+                    trainer_state: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically; returns its path."""
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    try:
+        save_file(_to_numpy(weights), str(tmp / MODEL_FILE))
+        _write_json(tmp / CONFIG_FILE, config.to_dict())
+        if tokenizer is not None:
+            tokenizer.save(tmp / TOKENIZER_FILE)
+        if optimizer is not None:
+            save_file(_to_numpy(optimizer), str(tmp / OPTIMIZER_FILE))
+        if trainer_state is not None:
+            _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    """Rename `tmp` to `folder`; an existing `folder` is moved aside first, then deleted.
+
+    Between the two renames only the moved-aside copy exists; `resolve` finds it, so even
+    a crash at that instant loses nothing."""
+    if not folder.exists():
+        os.replace(tmp, folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path) -> Path:
+    """The checkpoint folder meant by `path`: itself, or a run folder's `best`/`last`."""
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    for sub in ("best", "last"):
+        if (path / sub / MODEL_FILE).is_file():
+            return path / sub
+    leftovers = sorted(path.parent.glob(f".{path.name}.old-*")) if path.name else []
+    if not path.exists() and leftovers:
+        return leftovers[-1]  # a save was cut off between its two renames
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint folder; train one with `chalklm train`")
+    raise CheckpointError(f"{path}: no {MODEL_FILE} here (nor in best/ or last/); "
+                          "is this a checkpoint folder?")
+
+
+def load_weights(path) -> dict[str, np.ndarray]:
+    """name -> NumPy array from a checkpoint folder (or a .safetensors file); no torch needed."""
+    path = Path(path)
+    file = path if path.suffix == ".safetensors" else resolve(path) / MODEL_FILE
+    return _read_safetensors(file)
+
+
+def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
+
+
+def _read_json(file: Path) -> dict:
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{file}: corrupt JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: expected a JSON object")
+    return data
+
+
+def load_config(path):
+    """The model config stored in a checkpoint folder (GPTConfig, ...)."""
+    file = resolve(path) / CONFIG_FILE
+    data = _read_json(file)
+    classes = _config_classes()
+    kind = data.get("model_type")
+    if kind not in classes:
+        raise CheckpointError(f"{file}: unknown model_type {kind!r}; known: {', '.join(classes)}")
+    try:
+        return classes[kind].from_dict(data)
+    except (ChalkError, TypeError) as exc:
+        raise CheckpointError(f"{file}: invalid config ({exc})") from None
+
+
+def load_tokenizer(path):
+    from chalklm.tokenizers import load_tokenizer as read
+
+    file = resolve(path) / TOKENIZER_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        return read(file)
+    except ChalkError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: what a model needs to run (weights as NumPy arrays)."""
+
+    path: Path
+    config: object
+    weights: dict[str, np.ndarray]
+    tokenizer: object
+
+    def resume_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(optimizer arrays, trainer state) for `--resume`; missing files are an error."""
+        return (_read_safetensors(self.path / OPTIMIZER_FILE),
+                _read_json(self.path / TRAINER_STATE_FILE))
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and check a whole checkpoint folder; any missing or damaged file is one line."""
+    folder = resolve(path)
+    config = load_config(folder)
+    weights = load_weights(folder)
+    return Checkpoint(folder, config, weights, load_tokenizer(folder))

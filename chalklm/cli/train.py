@@ -1,0 +1,55 @@
+"""`chalklm train`: train a GPT from a config file, on one process or under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+
+from chalklm.cli.common import positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a GPT (default: characters of Tiny Shakespeare on this CPU)",
+        description="Train a GPT. Settings come from a TOML config (configs/), then --set "
+        "overrides, then the flags below. Distributed: torchrun --nproc_per_node=N -m "
+        "chalklm train ...",
+    )
+    p.add_argument("--config", default="shakespeare_char",
+                   help="config name in configs/ or a .toml path (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set n_layer=4 (repeatable)")
+    p.add_argument("--data", help="dataset name (shakespeare, python-docs) or a text file")
+    p.add_argument("--tokenizer", help="char, bpe, or a tokenizer JSON file")
+    p.add_argument("--out", help="run folder for checkpoints, metrics, plots")
+    p.add_argument("--max-steps", type=positive_int, help="optimizer steps to run")
+    p.add_argument("--time-budget", help="stop cleanly after this long, e.g. 5m, 300s, 1h")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--dtype", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model")
+    p.add_argument("--engine", choices=["torch", "scratch"],
+                   help="torch (fast) or scratch (the NumPy glass box: slow but visible)")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from chalklm.training.config import load_run_config, parse_duration
+    from chalklm.training.trainer import Trainer
+
+    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    model_keys, cfg = load_run_config(
+        args.config, args.overrides, data=args.data, tokenizer=args.tokenizer, out=args.out,
+        max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
+        compile=args.compile, engine=args.engine, seed=args.seed,
+    )
+    trainer = Trainer(model_keys, cfg, resume=args.resume)
+    summary = trainer.run()
+    if trainer.dist.is_main:
+        print(f"\n--- sample ---\n{summary.pop('sample', '')}\n---")
+        print(f"step {summary['step']}: validation loss {summary['val_loss']:.4f} "
+              f"(best {summary['best_val_loss']:.4f}) after {summary['train_seconds']:.0f}s "
+              f"on {summary['device']} {summary['dtype']}, stopped by {summary['stopped_by']}")
+        print(f"run folder: {cfg.out} (best/, last/, metrics.jsonl, loss.png, sample.txt)")
+    return 0

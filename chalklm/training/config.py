@@ -1,0 +1,175 @@
+"""Run configuration: a TOML file (`configs/*.toml`) plus `--set key=value` overrides.
+
+A config file has two tables: `[model]`, whose keys are `GPTConfig`'s fields, and
+`[train]`, whose keys are `TrainConfig`'s. On the command line a key is named alone
+(`--set n_layer=4 --set learning_rate=3e-3`): the two tables share no key names. An
+unknown key or a value of the wrong type is a `ConfigError` that lists what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import tomllib
+
+from chalklm.config import GPTConfig
+from chalklm.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = "shakespeare_char"
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a training run except the model's shape."""
+
+    data: str = "shakespeare"  # a dataset name or a text file
+    tokenizer: str = "char"  # char, bpe, or a tokenizer JSON file
+    out: str = "runs/shakespeare_char"
+    engine: str = "torch"  # torch (fast) or scratch (the glass box)
+    device: str = "auto"  # cpu, cuda or auto
+    dtype: str = "auto"  # fp32, bf16 or auto (bf16 where the hardware has it)
+    compile: bool = False  # torch.compile the model
+    seed: int = 1337
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 5000
+    time_budget: float = 0.0  # seconds; 0 = no limit. Also accepts "5m", "90s", "1h"
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4  # where cosine decay ends
+    warmup_steps: int = 100
+    weight_decay: float = 0.1  # on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 = no clipping
+    eval_interval: int = 500  # steps between full validation passes
+    log_interval: int = 10
+    eval_batch_size: int = 64
+    sample_tokens: int = 500  # text sampled at the end of training
+
+    def __post_init__(self):
+        self.time_budget = parse_duration(self.time_budget)
+        choices = {"engine": ("torch", "scratch"), "device": ("cpu", "cuda", "auto"),
+                   "dtype": ("fp32", "bf16", "auto")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
+        for key in ("batch_size", "grad_accum", "max_steps", "eval_interval", "log_interval",
+                    "eval_batch_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be above 0, got {getattr(self, key)}")
+        if not 0 <= self.min_lr <= self.learning_rate:
+            raise ConfigError(f"min_lr must be in [0, learning_rate], got {self.min_lr}")
+
+
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value) -> float:
+    """Seconds from 300, "300", "300s", "5m", "1.5h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(value))
+        if not match:
+            raise ConfigError(f"time_budget {value!r} is not a duration; write e.g. 300, 90s, "
+                              "5m or 1h")
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if seconds < 0:
+        raise ConfigError(f"time_budget must not be negative, got {value!r}")
+    return seconds
+
+
+def _field_types(cls) -> dict[str, type]:
+    return {f.name: type(f.default) for f in fields(cls) if f.default is not dataclasses.MISSING}
+
+
+_TYPES = {**_field_types(GPTConfig), **_field_types(TrainConfig)}
+_TYPES["time_budget"] = str  # "5m" or a number: parse_duration checks it
+
+
+def _check_type(key: str, value):
+    want = _TYPES[key]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is str and key == "time_budget" and isinstance(value, (int, float)):
+        return value
+    if type(value) is not want:
+        raise ConfigError(f"{key} must be a {want.__name__}, got {value!r}")
+    return value
+
+
+def _unknown(key: str) -> ConfigError:
+    return ConfigError(f"unknown config key {key!r}; valid keys: "
+                       f"{', '.join(sorted(MODEL_KEYS + TRAIN_KEYS))}")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`key=value` -> (key, value); the value is read as TOML, else taken as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set n_layer=4")
+    if key not in _TYPES or key == "vocab_size":
+        raise _unknown(key)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    if _TYPES[key] is str and not isinstance(value, str) and key != "time_budget":
+        value = raw.strip()
+    return key, _check_type(key, value)
+
+
+def config_path(name_or_path: str) -> Path:
+    """A config by name (`shakespeare_char`, from configs/) or by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise ConfigError(f"config {name_or_path!r} not found (known: {known}; or give a "
+                          ".toml path)")
+    return path
+
+
+def read_toml(path: Path) -> dict[str, object]:
+    """The flat key -> value dict of a config file, checked."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    flat = {}
+    for table, allowed in (("model", MODEL_KEYS), ("train", TRAIN_KEYS)):
+        for key, value in data.pop(table, {}).items():
+            if key not in allowed:
+                raise ConfigError(f"{path}: [{table}] has unknown key {key!r}; valid keys: "
+                                  f"{', '.join(allowed)}")
+            flat[key] = _check_type(key, value)
+    if data:
+        raise ConfigError(f"{path}: unknown table or key {next(iter(data))!r}; "
+                          "a config has [model] and [train] tables")
+    return flat
+
+
+def load_run_config(name_or_path: str = DEFAULT_CONFIG, overrides: list[str] = (),
+                    **flags) -> tuple[dict, TrainConfig]:
+    """(model keys dict, TrainConfig) from a config file, then `--set` overrides, then flags
+    given on the command line (None means "not given"). vocab_size comes from the tokenizer."""
+    values = read_toml(config_path(name_or_path))
+    for text in overrides:
+        key, value = parse_override(text)
+        values[key] = value
+    for key, value in flags.items():
+        if value is not None:
+            values[key] = _check_type(key, value)
+    model = {k: v for k, v in values.items() if k in MODEL_KEYS}
+    train = TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_KEYS})
+    GPTConfig(vocab_size=1, **model)  # check the model keys now, not after tokenizing
+    return model, train

@@ -1,0 +1,182 @@
+"""The trainer's two engines behind one small interface.
+
+The training loop (trainer.py) only asks an engine to take a step on some micro-batches,
+measure a loss, and hand over its weights and optimizer state as named arrays. The
+fast engine does this with PyTorch (bf16 autocast, torch.compile, DDP); the glass box
+(`--engine scratch`) with chalklm.scratch, every derivative visible, slowly.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from contextlib import nullcontext
+
+import numpy as np
+
+from chalklm.errors import ConfigError
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but PyTorch sees no CUDA GPU; "
+                          "use --device cpu")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """auto -> bf16 where the hardware computes it natively, else fp32."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def decay_groups(named_params) -> list[dict]:
+    """AdamW groups: weight decay on matrices (weights, embeddings), none on biases/scales."""
+    named_params = list(named_params)
+    return [
+        {"params": [p for _, p in named_params if p.ndim >= 2], "decay": True},
+        {"params": [p for _, p in named_params if p.ndim < 2], "decay": False},
+    ]
+
+
+class TorchEngine:
+    """The fast engine: chalklm.models.GPT trained with torch.optim.AdamW."""
+
+    name = "torch"
+
+    def __init__(self, model_config, cfg, device: str, dtype: str, dist):
+        import torch
+
+        from chalklm.models import GPT
+
+        self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
+        torch.manual_seed(cfg.seed)
+        self.model = GPT(model_config).to(device)
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dist.local_rank] if device.startswith("cuda") else None
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+        self.names = {p: n for n, p in self.model.named_parameters()}
+        groups = decay_groups(self.model.named_parameters())
+        for g in groups:
+            g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate,
+                                           betas=(cfg.beta1, cfg.beta2), fused=True)
+        torch.manual_seed(cfg.seed + dist.rank)  # dropout differs across processes
+
+    def autocast(self):
+        import torch
+
+        if self.dtype != "bf16":
+            return nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+
+    def _tensor(self, array):
+        import torch
+
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    def train_step(self, micro_batches, lr: float) -> tuple[float, float]:
+        """One optimizer step over the micro-batches: (mean loss, gradient norm before
+        clipping). A non-finite loss or gradient skips the update."""
+        import torch
+
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        n, total = len(micro_batches), 0.0
+        for i, (x, y) in enumerate(micro_batches):
+            last = i == n - 1
+            sync = nullcontext() if last or not self.dist.enabled else self.train_model.no_sync()
+            with sync:
+                with self.autocast():
+                    _, loss = self.train_model(self._tensor(x), self._tensor(y))
+                (loss / n).backward()
+            total += loss.detach()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        mean_loss = float(total) / n
+        if math.isfinite(mean_loss) and math.isfinite(norm):
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return mean_loss, norm
+
+    def loss_sum(self, x, y) -> float:
+        """Summed (not mean) cross-entropy over every position of a batch, no gradients."""
+        import torch
+
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            _, loss = self.model(self._tensor(x), self._tensor(y))
+        return float(loss) * y.size
+
+    def next_logits(self, context: np.ndarray) -> np.ndarray:
+        from chalklm.generation import torch_next_logits
+
+        self.model.eval()
+        return torch_next_logits(self.model, self.device)(context)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().float().cpu().numpy() for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, weights) -> None:
+        self.model.load_weights(weights)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """AdamW's running moments, named after their parameter: `exp_avg.<name>`, ..."""
+        out = {}
+        for p, state in self.optimizer.state.items():
+            for key, value in state.items():
+                out[f"{key}.{self.names[p]}"] = value.detach().cpu().reshape(value.shape or (1,))
+        return out
+
+    def load_optimizer_state(self, arrays: dict) -> None:
+        import torch
+
+        for p, name in self.names.items():
+            state = {}
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                if f"{key}.{name}" in arrays:
+                    value = torch.from_numpy(np.array(arrays[f"{key}.{name}"]))
+                    state[key] = value.reshape(()) if key == "step" else value.to(self.device)
+            if state:
+                self.optimizer.state[p] = state
+
+    def rng_state(self) -> dict:
+        import torch
+
+        state = {"torch": _b64(torch.get_rng_state())}
+        if self.device.startswith("cuda"):
+            state["cuda"] = _b64(torch.cuda.get_rng_state())
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        import torch
+
+        torch.set_rng_state(_unb64(state["torch"]))
+        if "cuda" in state and self.device.startswith("cuda"):
+            torch.cuda.set_rng_state(_unb64(state["cuda"]))
+
+    def flops_per_token(self) -> float:
+        return self.model.flops_per_token()
+
+
+def _b64(byte_tensor) -> str:
+    return base64.b64encode(byte_tensor.numpy().tobytes()).decode("ascii")
+
+
+def _unb64(text: str):
+    import torch
+
+    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy())

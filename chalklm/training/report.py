@@ -1,0 +1,103 @@
+"""What a run leaves behind for people: metrics.jsonl, a loss curve, a measured peak.
+
+MFU (model FLOPs utilisation) compares the FLOPs training needs per second with what
+this machine's matrix multiply actually reaches in the same dtype, measured once and
+cached, so the figure says how much of the hardware the training loop really uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from chalklm.data.registry import cache_dir
+
+
+class MetricsLog:
+    """Appends one JSON object per line to `metrics.jsonl` (readable with any tool)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, record: dict) -> None:
+        clean = {k: _json_number(v) for k, v in record.items() if v is not None}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(clean) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past `step` (a resumed run rewrites them)."""
+        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep it readable
+    return value
+
+
+def plot_losses(records: list[dict], path: Path) -> None:
+    """Train and validation loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["train_loss"]) for r in records
+             if isinstance(r.get("train_loss"), (int, float))]
+    val = [(r["step"], r["val_loss"]) for r in records
+           if isinstance(r.get("val_loss"), (int, float))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train", linewidth=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation (full split)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def measured_peak_flops(device: str, dtype: str, size: int = 1024) -> float:
+    """FLOP/s of a square matmul on this machine in this dtype: the best of this
+    measurement (a fraction of a second) and those before it (kept in the user cache)."""
+    import torch
+
+    key = f"{device}-{dtype}-{torch.get_num_threads()}threads-{size}"
+    cache = cache_dir() / "peak_flops.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=torch_dtype)
+    b = torch.randn(size, size, device=device, dtype=torch_dtype)
+    for _ in range(3):
+        a @ b
+    best = math.inf
+    for _ in range(5):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / 4)
+    # A busy machine measures low, so keep the best rate this machine has ever shown.
+    known[key] = max(known.get(key, 0.0), 2 * size**3 / best)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known, indent=1))
+    return known[key]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()

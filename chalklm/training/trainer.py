@@ -1,0 +1,277 @@
+"""The training loop: batches in, a lower loss and checkpoints out.
+
+    for each step:
+        lr   = warmup, then cosine decay (over steps, or over the time budget)
+        loss = mean cross-entropy over grad_accum micro-batches; backward; clip; AdamW
+        every log_interval steps: a line in metrics.jsonl
+        every eval_interval steps: loss over the whole validation split, checkpoints
+
+The run folder (`--out`) holds `last/` (the newest checkpoint, for --resume), `best/`
+(the lowest validation loss), `metrics.jsonl`, `loss.png` and `sample.txt`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+from chalklm.checkpoint import TRAINER_STATE_FILE, load_checkpoint, save_checkpoint
+from chalklm.config import GPTConfig
+from chalklm.data.batches import TokenBatches, load_tokens
+from chalklm.errors import ChalkError, ConfigError
+from chalklm.training.config import TrainConfig
+from chalklm.training.distributed import Distributed
+from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
+
+FINAL_EVAL_MARGIN_S = 2.0  # seconds kept back from a time budget for saving
+
+
+def learning_rate(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warmup over `warmup_steps`, then cosine from learning_rate down to min_lr.
+
+    `progress` in [0, 1] is how far the run is (by steps, or by its time budget)."""
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warmup * (cfg.min_lr + (cfg.learning_rate - cfg.min_lr) * cosine)
+
+
+def build_tokenizer(spec: str, data: str):
+    """`char` or `bpe` (trained on the dataset's text) or a tokenizer JSON file."""
+    from chalklm.data import load_text
+    from chalklm.tokenizers import CharTokenizer, load_tokenizer
+
+    if spec == "char":
+        return CharTokenizer(load_text(data))
+    if spec == "bpe":
+        from chalklm.tokenizers import BPETokenizer
+
+        return BPETokenizer.train(load_text(data), vocab_size=512)
+    return load_tokenizer(spec)
+
+
+def make_engine(model_config, cfg, device, dtype, dist):
+    if cfg.engine == "scratch":
+        from chalklm.training.scratch_engine import ScratchEngine
+
+        return ScratchEngine(model_config, cfg, dist)
+    from chalklm.training.engines import TorchEngine
+
+    return TorchEngine(model_config, cfg, device, dtype, dist)
+
+
+class Trainer:
+    """One training run. `Trainer(model_keys, cfg).run(resume=False)` -> summary dict."""
+
+    def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False):
+        self.cfg, self.out = cfg, Path(cfg.out)
+        self._check_out_folder(resume)
+        self.device, self.dtype = self._device_and_dtype()
+        self.dist = Distributed.from_env(self.device)
+        checkpoint = load_checkpoint(self.out / "last") if resume else None
+        self.tokenizer = checkpoint.tokenizer if resume else build_tokenizer(cfg.tokenizer,
+                                                                           cfg.data)
+        tokens = load_tokens(cfg.data, self.tokenizer)
+        if resume:
+            self.model_config = checkpoint.config
+        else:
+            self.model_config = GPTConfig(vocab_size=self.tokenizer.vocab_size, **model_keys)
+        T = self.model_config.block_size
+        self.train_data = TokenBatches(tokens, T, "train")
+        self.val_data = TokenBatches(tokens, T, "val")
+        self.engine = make_engine(self.model_config, cfg, self.device, self.dtype, self.dist)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
+        if resume:
+            self._restore(checkpoint)
+
+    def _check_out_folder(self, resume: bool) -> None:
+        last = self.out / "last"
+        if resume and not (last / TRAINER_STATE_FILE).is_file():
+            raise ConfigError(f"--resume: {last} holds no resumable checkpoint; "
+                              "start a new run without --resume")
+        if not resume and (last.exists() or (self.out / "best").exists()):
+            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it "
+                              "or choose another --out (nothing was overwritten)")
+
+    def _device_and_dtype(self) -> tuple[str, str]:
+        if self.cfg.engine == "scratch":
+            return "cpu", "fp32"
+        from chalklm.training.engines import resolve_device, resolve_dtype
+
+        device = resolve_device(self.cfg.device)
+        return device, resolve_dtype(self.cfg.dtype, device)
+
+    # ---- saving and resuming -------------------------------------------------------
+
+    def _trainer_state(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed, "best_val": self.best_val,
+                "rng": self.engine.rng_state(), "seed": self.cfg.seed,
+                "batches_drawn": self.step * self.cfg.grad_accum * self.dist.world_size}
+
+    def save(self, name: str, with_optimizer: bool = True) -> None:
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.out / name, self.engine.weights(), self.model_config,
+                        self.tokenizer,
+                        self.engine.optimizer_state() if with_optimizer else None,
+                        self._trainer_state())
+
+    def _restore(self, checkpoint) -> None:
+        optimizer, state = checkpoint.resume_state()
+        self.engine.load_weights(checkpoint.weights)
+        self.engine.load_optimizer_state(optimizer)
+        self.engine.set_rng_state(state["rng"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best_val = state["best_val"]
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.step)
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def micro_batches(self, step: int):
+        """This process's micro-batches of `step`. Batch numbers interleave processes so
+        N processes x accumulation A draw exactly what 1 process x (N*A) would."""
+        cfg, d = self.cfg, self.dist
+        first = (step * d.world_size + d.rank) * cfg.grad_accum
+        return [self.train_data.batch(cfg.batch_size, cfg.seed, first + m)
+                for m in range(cfg.grad_accum)]
+
+    def evaluate(self) -> float:
+        """Mean loss over every token of the validation split (shared among processes)."""
+        total, count = 0.0, 0
+        for i, (x, y) in enumerate(self.val_data.sequential(self.cfg.eval_batch_size)):
+            if i % self.dist.world_size == self.dist.rank:
+                total += self.engine.loss_sum(x, y)
+                count += y.size
+        return self.dist.sum(total) / self.dist.sum(count)
+
+    def progress(self) -> float:
+        by_steps = self.step / self.cfg.max_steps
+        if not self.cfg.time_budget:
+            return by_steps
+        return max(by_steps, self.elapsed / max(1e-9, self.cfg.time_budget - self.reserve_s))
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.dist.world_size * \
+            self.model_config.block_size
+        peak = self._peak_flops()
+        self.reserve_s = self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.is_main,
+                   desc="training", unit="step", dynamic_ncols=True, file=sys.stderr)
+        last_good, stop_reason = self.step, "max_steps"
+        window_start, window_steps = time.perf_counter(), 0
+        loop_start, elapsed_before = time.perf_counter(), self.elapsed
+        while self.step < cfg.max_steps:
+            if cfg.time_budget and self.progress() >= 1.0:
+                stop_reason = "time_budget"
+                break
+            lr = learning_rate(self.step, self.progress(), cfg)
+            loss, grad_norm = self.engine.train_step(self.micro_batches(self.step), lr)
+            self.step += 1
+            # wall time, evaluations included; the slowest process's, so all agree
+            self.elapsed = elapsed_before + self.dist.max(time.perf_counter() - loop_start)
+            window_steps += 1
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                self._stop_on_divergence(loss, last_good, bar)
+            record = None
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                seconds = time.perf_counter() - window_start
+                tok_s = tokens_per_step * window_steps / seconds
+                record = {"step": self.step, "train_loss": loss, "lr": lr,
+                          "grad_norm": grad_norm, "tokens_per_s": round(tok_s),
+                          "mfu": self.engine.flops_per_token() * tok_s / peak if peak else None,
+                          "elapsed_s": round(self.elapsed, 2)}
+                window_start, window_steps = time.perf_counter(), 0
+                bar.set_postfix_str(self._postfix(record))
+            if self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
+                record = self._eval_and_save(record or {"step": self.step, "lr": lr})
+                last_good = self.step
+                window_start, window_steps = time.perf_counter(), 0
+            if record is not None and self.dist.is_main:
+                self.metrics.write(record)
+            bar.update(1)
+        bar.close()
+        return self._finish(stop_reason)
+
+    def _postfix(self, r: dict) -> str:
+        left = max(0.0, (1 - self.progress()) * (self.cfg.time_budget or 0))
+        if not self.cfg.time_budget and self.step:
+            left = self.elapsed / self.step * (self.cfg.max_steps - self.step)
+        mfu = f" mfu {100 * r['mfu']:.0f}%" if r.get("mfu") is not None else ""
+        return (f"loss {r['train_loss']:.3f} {r['tokens_per_s']:,} tok/s{mfu} "
+                f"left {left / 60:.1f}m")
+
+    def _eval_and_save(self, record: dict) -> dict:
+        started = time.perf_counter()
+        val = self.evaluate()
+        self.reserve_s = time.perf_counter() - started + FINAL_EVAL_MARGIN_S
+        if val < self.best_val:
+            self.best_val = val
+            self.save("best", with_optimizer=False)
+        self.save("last")
+        return {**record, "val_loss": val}
+
+    def _stop_on_divergence(self, loss: float, last_good: int, bar) -> None:
+        bar.close()
+        where = (f"the last good checkpoint (step {last_good}) is in {self.out / 'last'}"
+                 if last_good else "no checkpoint was saved yet")
+        raise ChalkError(f"training diverged: the loss became {loss} at step {self.step}; "
+                         f"stopped, {where}. Try a lower learning_rate or grad_clip")
+
+    def _finish(self, stop_reason: str) -> dict:
+        started = time.perf_counter()
+        val = self.evaluate()
+        if val < self.best_val:
+            self.best_val = val
+            self.save("best", with_optimizer=False)
+        self.save("last")
+        eval_s = time.perf_counter() - started
+        summary = {"step": self.step, "val_loss": val, "best_val_loss": self.best_val,
+                   "stopped_by": stop_reason, "train_seconds": round(self.elapsed, 2),
+                   "final_eval_seconds": round(eval_s, 2), "device": self.device,
+                   "dtype": self.dtype, "engine": self.cfg.engine}
+        if self.dist.is_main:
+            self.metrics.write({"step": self.step, "val_loss": val})
+            plot_losses(self.metrics.read(), self.out / "loss.png")
+            summary["sample"] = self._sample()
+        self.dist.barrier()
+        self.dist.close()
+        return summary
+
+    def _sample(self) -> str:
+        from chalklm.generation import generate
+
+        try:
+            start = self.tokenizer.encode("\n")
+        except ChalkError:  # a vocabulary without newline: start from token 0
+            start = [0]
+        ids = generate(self.engine.next_logits, start, self.cfg.sample_tokens,
+                       self.model_config.block_size, temperature=0.8, top_k=50,
+                       seed=self.cfg.seed)
+        text = self.tokenizer.decode(ids)
+        (self.out / "sample.txt").write_text(text, encoding="utf-8")
+        return text
+
+    def _peak_flops(self) -> float | None:
+        if self.cfg.engine != "torch":
+            return None
+        return measured_peak_flops(self.device, self.dtype)
+
+    def _estimate_eval_seconds(self) -> float:
+        """Time of a full validation pass, from timing one eval batch (for the budget)."""
+        if not self.cfg.time_budget:
+            return 0.0
+        batches = self.val_data.sequential(self.cfg.eval_batch_size)
+        x, y = next(batches)
+        self.engine.loss_sum(x, y)  # warm up
+        started = time.perf_counter()
+        self.engine.loss_sum(x, y)
+        per_token = (time.perf_counter() - started) / y.size
+        return per_token * len(self.val_data) / self.dist.world_size
