@@ -40,7 +40,7 @@ def next_logits_for(checkpoint, engine: str, device: str):
         from chalklm.training.scratch_engine import scratch_next_logits
 
         model = ScratchGPT(checkpoint.config)
-        model.load_weights(checkpoint.weights)
+        model.load_state_dict(checkpoint.weights)
         return scratch_next_logits(model)
     from chalklm.generation import torch_next_logits
     from chalklm.models import GPT

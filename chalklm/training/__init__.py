@@ -1,0 +1,1 @@
+"""Training: run configs, the training loop, its two engines, distributed data parallel."""
