@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 from chalklm.checkpoint import load_config, load_weights, save_checkpoint  # noqa: E402
 from chalklm.cli import main  # noqa: E402
 from chalklm.config import GPTConfig  # noqa: E402
-from chalklm.errors import CheckpointError, ConfigError, ShapeError  # noqa: E402
+from chalklm.errors import CheckpointError, ConfigError, ShapeError, TokenizerError  # noqa: E402
 from chalklm.interop import export_hf, import_hf  # noqa: E402
 from chalklm.interop.gpt2 import (  # noqa: E402
     chalklm_shapes,
@@ -30,10 +30,11 @@ from chalklm.interop.gpt2 import (  # noqa: E402
     from_gpt2_state,
     to_gpt2_state,
 )
+from chalklm.interop.tokenizer import char_to_hf  # noqa: E402
 from chalklm.models import GPT  # noqa: E402
 from chalklm.scratch import no_grad  # noqa: E402
 from chalklm.scratch.models import GPT as GlassGPT  # noqa: E402
-from chalklm.tokenizers import CharTokenizer, load_tokenizer  # noqa: E402
+from chalklm.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer  # noqa: E402
 
 TINY = GPTConfig(vocab_size=21, block_size=16, n_layer=2, n_head=2, n_embd=32)
 TEXT = "the cat sat on a mat\nbeside the hat\n"
@@ -228,6 +229,23 @@ def test_export_then_import_gives_back_the_same_checkpoint(tmp_path):
         np.testing.assert_array_equal(weights[name], value.numpy())
 
 
+def test_exported_bpe_tokenizer_loads_in_transformers_and_comes_back(tmp_path):
+    bpe = BPETokenizer.train(TEXT * 3, 270, special_tokens=["<|endoftext|>"], progress=False)
+    config = TINY.replace(vocab_size=bpe.vocab_size)
+    save_checkpoint(tmp_path / "ck", GPT(config).state_dict(), config, tokenizer=bpe)
+    export_hf(tmp_path / "ck", tmp_path / "hf")
+    hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert hf_config["eos_token_id"] == hf_config["bos_token_id"] == 269  # <|endoftext|>
+    text = "the mat sat<|endoftext|> on \u00e9t\u00e9 \U0001f600"
+    ids = bpe.encode(text, allowed_special="all")
+    assert 269 in ids and len(ids) < len(text.encode())  # merges and the special token at work
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tokenizer(text)["input_ids"] == ids
+    assert hf_tokenizer.decode(ids) == text
+    import_hf(tmp_path / "hf", tmp_path / "back")
+    assert load_tokenizer(tmp_path / "back" / "tokenizer.json") == bpe
+
+
 # --- import: we run transformers' model -------------------------------------------------
 
 
@@ -246,6 +264,39 @@ def test_import_of_a_transformers_folder_continues_exactly_like_generate(tmp_pat
     ids = torch.tensor([prompt])
     with torch.no_grad():
         assert torch.allclose(fast_model(tmp_path / "ck")(ids)[0], hf(ids).logits, atol=1e-4)
+
+
+def test_import_brings_a_tokenizer_written_by_hf_tokenizers(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+
+    hf_tokenizer = ByteLevelBPETokenizer()
+    hf_tokenizer.train_from_iterator([TEXT * 3], vocab_size=280, special_tokens=[],
+                                     show_progress=False)
+    hf_folder(tmp_path / "hf", vocab_size=hf_tokenizer.get_vocab_size(), n_positions=8,
+              n_embd=16, n_layer=1, n_head=2)
+    hf_tokenizer.save(str(tmp_path / "hf" / "tokenizer.json"))
+    result = import_hf(tmp_path / "hf", tmp_path / "ck")
+    assert result.notes == []
+    ours = load_tokenizer(tmp_path / "ck" / "tokenizer.json")
+    text = "the cat beside a hat, \u00e9t\u00e9"
+    assert ours.encode(text) == hf_tokenizer.encode(text).ids
+    assert ours.decode(ours.encode(text)) == text
+
+
+def test_a_tokenizer_chalklm_cannot_read_is_one_clear_error(tmp_path):
+    hf_folder(tmp_path / "hf", vocab_size=10, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    unigram = {"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}
+    (tmp_path / "hf" / "tokenizer.json").write_text(json.dumps(unigram))
+    with pytest.raises(TokenizerError, match="tokenizer.json: chalklm cannot read.*Unigram"):
+        import_hf(tmp_path / "hf", tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_tokenizer_bigger_than_the_model_is_refused(tmp_path):
+    hf_folder(tmp_path / "hf", vocab_size=10, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    (tmp_path / "hf" / "tokenizer.json").write_text(json.dumps(char_to_hf(CharTokenizer(TEXT))))
+    with pytest.raises(CheckpointError, match="tokenizer has 14 tokens but the model only 10"):
+        import_hf(tmp_path / "hf", tmp_path / "ck")
 
 
 def test_import_reads_a_weights_only_pytorch_model_bin(tmp_path):

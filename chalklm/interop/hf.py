@@ -64,12 +64,12 @@ def _write_folder(out: Path, write) -> None:
 
 
 def _special_ids(tokenizer) -> tuple[int | None, int | None]:
-    """(bos, eos) for GPT-2's config: the tokenizer's end-of-text token if it has one.
+    """(bos, eos) for GPT-2's config: the tokenizer's <|endoftext|> if it has one.
 
-    GPT-2 uses one token, <|endoftext|>, for both. Without it transformers' default
-    (50256) would point outside a small vocabulary, so we write None."""
-    specials = getattr(tokenizer, "special_tokens", None) or {}
-    eot = specials.get("<|endoftext|>") if isinstance(specials, dict) else None
+    GPT-2 uses that one token for both. Without it transformers' default (50256) would
+    point outside a small vocabulary, so we write None."""
+    specials = tokenizer.to_dict().get("special_tokens", {}) if tokenizer is not None else {}
+    eot = specials.get("<|endoftext|>")
     return eot, eot
 
 

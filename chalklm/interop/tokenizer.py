@@ -89,4 +89,10 @@ def load_hf_tokenizer(folder: Path) -> Tokenizer | None:
         return chars
     from chalklm.tokenizers import BPETokenizer
 
-    return BPETokenizer.from_hf(path)
+    try:
+        return BPETokenizer.from_hf(path)
+    except TokenizerError as exc:
+        raise TokenizerError(
+            f"{path}: chalklm cannot read this tokenizer ({exc}); move the file aside to "
+            "import the model without it"
+        ) from None
