@@ -90,11 +90,15 @@ class AdamW(Optimizer):
         m *= b1
         m += (1 - b1) * grad
         v *= b2
-        v += (1 - b2) * (grad * grad)
-        # the bias corrections (the moments start at 0) written as torch orders them
-        step_size = lr / (1 - b1**t)
-        denom = np.sqrt(v) / math.sqrt(1 - b2**t) + eps
-        p.data -= step_size * (m / denom)
+        v += (1 - b2) * np.square(grad)
+        # the bias corrections (the moments start at 0), ordered as torch orders them;
+        # in place, so a big matrix costs no new arrays
+        update = np.sqrt(v)
+        update /= math.sqrt(1 - b2**t)
+        update += eps
+        np.divide(m, update, out=update)  # m / (sqrt(v_hat) + eps)
+        update *= lr / (1 - b1**t)
+        p.data -= update
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
