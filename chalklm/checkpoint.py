@@ -98,8 +98,8 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
 def resolve(path) -> Path:
     """The checkpoint folder meant by `path`: itself, or a run folder's `best`/`last`."""
     path = Path(path)
-    if (path / MODEL_FILE).is_file():
-        return path
+    if (path / MODEL_FILE).is_file() or (path / CONFIG_FILE).is_file():
+        return path  # a checkpoint folder (if incomplete, reading it says what is missing)
     for sub in ("best", "last"):
         if (path / sub / MODEL_FILE).is_file():
             return path / sub
