@@ -199,6 +199,8 @@ def test_export_loads_in_transformers_with_our_logits(tmp_path):
     model, tokenizer = chalk_checkpoint(tmp_path / "ck")
     result = export_hf(tmp_path / "ck", tmp_path / "hf")
     assert result.notes == []
+    (tmp_path / "plain").mkdir()  # the folder gets the permissions any new folder gets
+    assert (tmp_path / "hf").stat().st_mode == (tmp_path / "plain").stat().st_mode
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     ids = torch.tensor([tokenizer.encode("the hat sat\non a cat")[:16]])
     with torch.no_grad():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-def _report(verb: str, result) -> None:
+def _report(what: str, result) -> None:
     c = result.config
-    print(f"{verb} {result.path}: GPT-2 with {c.n_layer} layers, {c.n_head} heads, "
+    print(f"wrote {result.path}: {what} with {c.n_layer} layers, {c.n_head} heads, "
           f"{c.n_embd} wide, context {c.block_size}, vocabulary {c.vocab_size}")
     for note in result.notes:
         print(f"note: {note}")
@@ -14,7 +14,7 @@ def _report(verb: str, result) -> None:
 def _export(args) -> int:
     from chalklm.interop import export_hf
 
-    _report("wrote", export_hf(args.checkpoint, args.out, force=args.force))
+    _report("a Hugging Face GPT-2", export_hf(args.checkpoint, args.out, force=args.force))
     print(f"load it with transformers.GPT2LMHeadModel.from_pretrained({str(args.out)!r})")
     return 0
 
@@ -22,7 +22,7 @@ def _export(args) -> int:
 def _import(args) -> int:
     from chalklm.interop import import_hf
 
-    _report("wrote", import_hf(args.folder, args.out, force=args.force))
+    _report("a chalklm GPT checkpoint", import_hf(args.folder, args.out, force=args.force))
     return 0
 
 

@@ -11,6 +11,7 @@ into a temporary folder renamed into place, so a failure leaves nothing half-wri
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ def _write_folder(out: Path, write) -> None:
     """Call `write(tmp)` on a fresh folder beside `out`, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         write(tmp)
         checkpoint._swap_into_place(tmp, out)
@@ -176,7 +180,10 @@ def import_hf(source, out, force: bool = False) -> Result:
     tokenizer = load_hf_tokenizer(folder)
     result = Result(out, config)
     if tokenizer is None:
-        result.notes.append(f"{folder} has no tokenizer.json, so the checkpoint has no tokenizer")
+        result.notes.append(
+            f"{folder} has no tokenizer.json: the checkpoint holds weights and config only "
+            "(put a chalklm tokenizer.json beside them to turn text into ids)"
+        )
     elif tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
