@@ -101,7 +101,9 @@ def _check_type(key: str, value):
     if want is str and key == "time_budget" and isinstance(value, (int, float)):
         return value
     if type(value) is not want:
-        raise ConfigError(f"{key} must be a {want.__name__}, got {value!r}")
+        kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(want,
+                                                                                 "a string")
+        raise ConfigError(f"{key} must be {kind}, got {value!r}")
     return value
 
 
