@@ -371,8 +371,10 @@ def test_a_non_empty_output_is_kept_unless_forced(tmp_path):
     export_hf(tmp_path / "ck", out, force=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-    with pytest.raises(CheckpointError, match="output folder is the input folder"):
-        import_hf(out, out, force=True)
+    for inside in (out, tmp_path):  # replacing the output would delete the input
+        with pytest.raises(CheckpointError, match="the output folder holds the input"):
+            import_hf(out, inside, force=True)
+    assert (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
 
 

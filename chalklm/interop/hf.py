@@ -42,8 +42,8 @@ class Result:
 
 def _check_out(out: Path, source: Path, force: bool) -> None:
     """Refuse an output that would destroy something without being asked."""
-    if out.resolve() == source.resolve():
-        raise CheckpointError(f"{out}: the output folder is the input folder; pick another")
+    if source.resolve().is_relative_to(out.resolve()):
+        raise CheckpointError(f"{out}: the output folder holds the input; pick another")
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out}: exists and is a file, not a folder; pick another output")
     if out.is_dir() and any(out.iterdir()) and not force:
