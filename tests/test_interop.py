@@ -60,12 +60,14 @@ def chalk_checkpoint(folder: Path, config: GPTConfig = TINY, seed: int = 0):
     return model, tokenizer
 
 
-def hf_folder(folder: Path, seed: int = 0, **shape) -> transformers.GPT2LMHeadModel:
-    """What transformers itself writes for a randomly initialised GPT-2."""
+def hf_folder(folder: Path, seed: int = 0, save: dict | None = None,
+              **shape) -> transformers.GPT2LMHeadModel:
+    """What transformers itself writes for a randomly initialised GPT-2 (`save`: options
+    of save_pretrained)."""
     torch.manual_seed(seed)
     config = transformers.GPT2Config(bos_token_id=None, eos_token_id=None, **shape)
     model = transformers.GPT2LMHeadModel(config).eval()
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, **(save or {}))
     return model
 
 
@@ -308,6 +310,16 @@ def test_import_reads_a_weights_only_pytorch_model_bin(tmp_path):
     import_hf(tmp_path / "hf", tmp_path / "ck")
     wte = hf.state_dict()["transformer.wte.weight"].numpy()
     np.testing.assert_array_equal(load_weights(tmp_path / "ck")["token_embedding.weight"], wte)
+
+
+def test_import_reads_a_model_saved_in_shards(tmp_path):
+    hf = hf_folder(tmp_path / "hf", save={"max_shard_size": "10KB"}, vocab_size=30,
+                   n_positions=8, n_embd=16, n_layer=2, n_head=2)
+    assert len(list((tmp_path / "hf").glob("model-*.safetensors"))) > 1
+    import_hf(tmp_path / "hf", tmp_path / "ck")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(fast_model(tmp_path / "ck")(ids)[0], hf(ids).logits, atol=1e-5)
 
 
 class _RunsCode:
