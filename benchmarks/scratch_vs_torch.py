@@ -7,6 +7,7 @@ A step is forward + backward + AdamW update, float32, same thread count for both
              characters, a hidden layer of 256 tanh neurons, softmax over 65)
   mlp        Linear(w, 4w) -> GELU -> Linear(4w, w), cross-entropy over w classes
   attention  one causal multi-head attention layer (query/key/value/proj, softmax)
+  gpt        the whole GPT (chalklm.scratch.models.GPT against chalklm.models.GPT)
 each at a small and a medium size. Goal: glass box within 2x of PyTorch at medium.
 
     python benchmarks/scratch_vs_torch.py [--steps 20] [--threads N] [--sizes small,medium]
@@ -25,9 +26,11 @@ import time
 from pathlib import Path
 
 SIZES = {  # name -> (batch, width for mlp, (B, T, C, heads) for attention)
-    "small": dict(chars_batch=64, mlp=(32, 128), attention=(4, 32, 64, 4)),
-    "medium": dict(chars_batch=512, mlp=(256, 512), attention=(8, 128, 256, 8)),
-}
+    "small": dict(chars_batch=64, mlp=(32, 128), attention=(4, 32, 64, 4),
+                  gpt=(8, dict(n_layer=2, n_head=2, n_embd=64, block_size=32))),
+    "medium": dict(chars_batch=512, mlp=(256, 512), attention=(8, 128, 256, 8),
+                   gpt=(12, dict(n_layer=4, n_head=4, n_embd=128, block_size=64))),
+}  # gpt medium is configs/shakespeare_char.toml's model and batch
 
 
 def parse_args():
@@ -41,16 +44,20 @@ def parse_args():
     return parser.parse_args()
 
 
-def time_steps(step, steps: int, warmup: int) -> float:
-    """Median seconds per call of step() (the median shrugs off a stray slow step)."""
+def time_pair(glass_step, torch_step, steps: int, warmup: int) -> tuple[float, float]:
+    """Median seconds per step of each engine, timed turn about so that background load
+    falls on both alike (the median shrugs off a stray slow step)."""
     for _ in range(warmup):
-        step()
-    times = []
+        glass_step()
+        torch_step()
+    times = {glass_step: [], torch_step: []}
     for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        for step, record in times.items():
+            start = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - start)
+    g, t = (sorted(record)[steps // 2] for record in times.values())
+    return g, t
 
 
 # ---- the glass box ------------------------------------------------------------------------
@@ -89,6 +96,14 @@ def glass_models(size, rng):
     xa = Tensor(rng.standard_normal((B, T, C)))
     ya = rng.standard_normal((B, T, C)).astype(np.float32)
     yield "attention", attn, lambda m: (m(xa) * ya).mean()
+
+    from chalklm.config import GPTConfig
+    from chalklm.scratch.models import GPT
+
+    batch, shape = size["gpt"]
+    gpt = GPT(GPTConfig(vocab_size=65, **shape))
+    ids = rng.integers(0, 65, size=(batch, shape["block_size"]))
+    yield "gpt", gpt, lambda m: m(ids, np.roll(ids, -1, axis=1))[1]
 
 
 # ---- PyTorch eager, the same arithmetic ------------------------------------------------------
@@ -140,6 +155,14 @@ def torch_models(size, rng):
 
     yield "attention", ws + bs, attention
 
+    from chalklm.config import GPTConfig
+    from chalklm.models import GPT
+
+    batch, shape = size["gpt"]
+    gpt = GPT(GPTConfig(vocab_size=65, **shape))
+    ids = torch.from_numpy(rng.integers(0, 65, size=(batch, shape["block_size"])))
+    yield "gpt", list(gpt.parameters()), lambda _: gpt(ids, ids.roll(-1, dims=1))[1]
+
 
 def torch_step(params, make_loss):
     import torch
@@ -174,9 +197,8 @@ def main():
         glass = glass_models(size, np.random.default_rng(0))
         fast = torch_models(size, np.random.default_rng(0))
         for (name, model, g_loss), (_, params, t_loss) in zip(glass, fast):
-            g = time_steps(glass_step(model, optim.AdamW(model.parameters(), lr=1e-3), g_loss),
-                           args.steps, args.warmup)
-            t = time_steps(torch_step(params, t_loss), args.steps, args.warmup)
+            g, t = time_pair(glass_step(model, optim.AdamW(model.parameters(), lr=1e-3), g_loss),
+                             torch_step(params, t_loss), args.steps, args.warmup)
             rows.append(dict(model=name, size=size_name, glass_ms=g * 1e3, torch_ms=t * 1e3,
                              ratio=g / t))
             print(f"{name:>10} {size_name:>7}  glass {g * 1e3:8.2f} ms  torch {t * 1e3:8.2f} ms"
