@@ -315,8 +315,12 @@ def test_import_reads_a_weights_only_pytorch_model_bin(tmp_path):
 def test_import_reads_a_model_saved_in_shards(tmp_path):
     hf = hf_folder(tmp_path / "hf", save={"max_shard_size": "10KB"}, vocab_size=30,
                    n_positions=8, n_embd=16, n_layer=2, n_head=2)
-    assert len(list((tmp_path / "hf").glob("model-*.safetensors"))) > 1
+    shards = sorted((tmp_path / "hf").glob("model-*.safetensors"))
+    assert len(shards) > 1
     import_hf(tmp_path / "hf", tmp_path / "ck")
+    shards[-1].rename(tmp_path / "aside.safetensors")
+    with pytest.raises(CheckpointError, match=f"{shards[-1].name}: missing"):
+        import_hf(tmp_path / "hf", tmp_path / "ck2")
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(fast_model(tmp_path / "ck")(ids)[0], hf(ids).logits, atol=1e-5)

@@ -123,6 +123,8 @@ def _read_json(path: Path) -> dict:
 def _load_safetensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the folder is incomplete")
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises several kinds for a damaged file
