@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from chalklm.errors import TokenizerError
@@ -21,7 +22,6 @@ from chalklm.tokenizers import formats
 from chalklm.tokenizers.base import Tokenizer
 from chalklm.tokenizers.bpe_merge import SHORT_CHUNK, build_pair_table, merge_long, merge_short
 from chalklm.tokenizers.bpe_train import (
-    PAIR_BASE,
     count_chunks,
     replace_surrogates,
     train_merges,
@@ -75,7 +75,7 @@ class BPETokenizer(Tokenizer):
         )
         for text, token_id in self.special.ids.items():
             self._id_bytes[token_id] = text.encode("utf-8")
-        self._cache: dict[str, list[int]] = {}
+        self._cache = _ChunkCache(self._encode_chunk)
 
     # ----------------------------------------------------------------- training
     @classmethod
@@ -136,14 +136,8 @@ class BPETokenizer(Tokenizer):
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        out: list[int] = []
-        extend, get = out.extend, cache.get
-        for chunk in self._split(text):
-            ids = get(chunk)
-            if ids is None:
-                ids = self._encode_chunk(chunk)
-            extend(ids)
-        return out
+        # Each chunk's ids come from the cache, or from _ChunkCache.__missing__ the first time.
+        return list(chain.from_iterable(map(cache.__getitem__, self._split(text))))
 
     def encode(self, text: str, allowed_special: str | set[str] = "none_raise") -> list[int]:
         """Ids of `text`. `allowed_special`: "none_raise" (a special token's text is an
@@ -184,15 +178,11 @@ class BPETokenizer(Tokenizer):
         data = chunk.encode("utf-8")
         whole = self.rank.get(data)
         if whole is not None:
-            ids = [whole]
-        else:
-            byte_ids = self._byte_ids
-            ids = [byte_ids[b] for b in data]
-            merge = merge_short if len(ids) <= SHORT_CHUNK else merge_long
-            ids = merge(ids, self._pair_table)
-        if len(chunk) <= _CACHE_MAX_CHARS:
-            self._cache[chunk] = ids
-        return ids
+            return [whole]
+        byte_ids = self._byte_ids
+        ids = [byte_ids[b] for b in data]
+        merge = merge_short if len(ids) <= SHORT_CHUNK else merge_long
+        return merge(ids, self._pair_table)
 
     # ----------------------------------------------------------------- decoding
     def id_to_bytes(self, token_id: int) -> bytes:
@@ -294,4 +284,18 @@ class BPETokenizer(Tokenizer):
         )
 
 
-__all__ = ["BPETokenizer", "PAIR_BASE"]
+class _ChunkCache(dict):
+    """{chunk: ids}: text repeats its words, so most chunks are merged only once."""
+
+    def __init__(self, encode_chunk):
+        super().__init__()
+        self.encode_chunk = encode_chunk
+
+    def __missing__(self, chunk: str) -> list[int]:
+        ids = self.encode_chunk(chunk)
+        if len(chunk) <= _CACHE_MAX_CHARS:
+            self[chunk] = ids
+        return ids
+
+
+__all__ = ["BPETokenizer"]
