@@ -286,3 +286,20 @@ def test_pow_needs_number_exponent():
     x = Tensor([2.0])
     with pytest.raises(ChalkError):
         x ** Tensor([2.0])
+
+
+def test_a_graph_is_freed_as_soon_as_the_loss_is_dropped():
+    import gc
+    import weakref
+
+    w = Tensor(np.ones((3, 3)), requires_grad=True)
+    hidden = (w @ w).tanh().exp().sqrt() / (w.sigmoid() + 1)
+    loss = cs.cross_entropy(hidden.log_softmax(), np.array([0, 1, 2]))
+    loss.backward()
+    probe = weakref.ref(hidden)
+    gc.disable()
+    try:
+        del hidden, loss
+        assert probe() is None  # no reference cycles: freed without the garbage collector
+    finally:
+        gc.enable()

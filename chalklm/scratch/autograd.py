@@ -3,9 +3,11 @@
 A `Tensor` holds an array (`.data`) and, after `backward()`, the derivative of the final
 number with respect to every entry (`.grad`). Every operation below computes its result
 and, right beside it, says how to send a gradient back to its inputs (the chain rule):
-`out = a * b` is followed by `a.grad += b * out.grad`. `backward()` visits the operations
-in reverse (topological) order and runs those rules, so each gradient arrives complete
-before it is passed further back.
+`out = a * b` is followed by `a.grad += b * grad`, where grad is out's gradient.
+`backward()` visits the operations in reverse (topological) order and runs those rules,
+so each gradient arrives complete before it is passed further back. (The rules receive
+grad as an argument rather than reading out.grad, so an output and its rule do not keep
+each other alive: a graph is freed as soon as the loss is dropped.)
 
 Arrays broadcast as in NumPy; a gradient flowing back to an input that was broadcast is
 summed over the broadcast axes (`unbroadcast`), because that input was used once per copy.
@@ -132,7 +134,7 @@ class Tensor:
         self.grad = grad if self.grad is None else self.grad + grad
         for node in reversed(order):
             if node._backward is not None and node.grad is not None:
-                node._backward()
+                node._backward(node.grad)
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor before the ones computed from it (iterative, so deep graphs are fine)."""
@@ -197,9 +199,9 @@ class Tensor:
         a, b = self, self._lift(other)
         out = Tensor._result(a.data + b.data, (a, b), "+")
 
-        def backward():
-            a._add_grad(out.grad)  # d(a+b)/da = 1
-            b._add_grad(out.grad)
+        def backward(grad):
+            a._add_grad(grad)  # d(a+b)/da = 1
+            b._add_grad(grad)
 
         out._backward = backward
         return out
@@ -210,8 +212,8 @@ class Tensor:
         a = self
         out = Tensor._result(-a.data, (a,), "neg")
 
-        def backward():
-            a._add_grad(-out.grad)
+        def backward(grad):
+            a._add_grad(-grad)
 
         out._backward = backward
         return out
@@ -220,9 +222,9 @@ class Tensor:
         a, b = self, self._lift(other)
         out = Tensor._result(a.data - b.data, (a, b), "-")
 
-        def backward():
-            a._add_grad(out.grad)
-            b._add_grad(-out.grad)
+        def backward(grad):
+            a._add_grad(grad)
+            b._add_grad(-grad)
 
         out._backward = backward
         return out
@@ -234,11 +236,11 @@ class Tensor:
         a, b = self, self._lift(other)
         out = Tensor._result(a.data * b.data, (a, b), "*")
 
-        def backward():
+        def backward(grad):
             if a.requires_grad:
-                a._add_grad(b.data * out.grad)  # d(ab)/da = b
+                a._add_grad(b.data * grad)  # d(ab)/da = b
             if b.requires_grad:
-                b._add_grad(a.data * out.grad)
+                b._add_grad(a.data * grad)
 
         out._backward = backward
         return out
@@ -247,13 +249,14 @@ class Tensor:
 
     def __truediv__(self, other) -> Tensor:
         a, b = self, self._lift(other)
-        out = Tensor._result(a.data / b.data, (a, b), "/")
+        quotient = a.data / b.data
+        out = Tensor._result(quotient, (a, b), "/")
 
-        def backward():
+        def backward(grad):
             if a.requires_grad:
-                a._add_grad(out.grad / b.data)  # d(a/b)/da = 1/b
+                a._add_grad(grad / b.data)  # d(a/b)/da = 1/b
             if b.requires_grad:
-                b._add_grad(-out.grad * out.data / b.data)  # d(a/b)/db = -a/b^2
+                b._add_grad(-grad * quotient / b.data)  # d(a/b)/db = -a/b^2
 
         out._backward = backward
         return out
@@ -267,8 +270,8 @@ class Tensor:
         a, n = self, exponent
         out = Tensor._result(_power(a.data, n), (a,), "**")
 
-        def backward():
-            a._add_grad(n * _power(a.data, n - 1) * out.grad)  # d(x^n)/dx = n x^(n-1)
+        def backward(grad):
+            a._add_grad(n * _power(a.data, n - 1) * grad)  # d(x^n)/dx = n x^(n-1)
 
         out._backward = backward
         return out
@@ -283,10 +286,11 @@ class Tensor:
 
     def exp(self) -> Tensor:
         a = self
-        out = Tensor._result(np.exp(a.data), (a,), "exp")
+        e = np.exp(a.data)
+        out = Tensor._result(e, (a,), "exp")
 
-        def backward():
-            a._add_grad(out.data * out.grad)  # d(e^x)/dx = e^x
+        def backward(grad):
+            a._add_grad(e * grad)  # d(e^x)/dx = e^x
 
         out._backward = backward
         return out
@@ -295,28 +299,30 @@ class Tensor:
         a = self
         out = Tensor._result(np.log(a.data), (a,), "log")
 
-        def backward():
-            a._add_grad(out.grad / a.data)  # d(ln x)/dx = 1/x
+        def backward(grad):
+            a._add_grad(grad / a.data)  # d(ln x)/dx = 1/x
 
         out._backward = backward
         return out
 
     def sqrt(self) -> Tensor:
         a = self
-        out = Tensor._result(np.sqrt(a.data), (a,), "sqrt")
+        root = np.sqrt(a.data)
+        out = Tensor._result(root, (a,), "sqrt")
 
-        def backward():
-            a._add_grad(out.grad / (2 * out.data))  # d(sqrt x)/dx = 1 / (2 sqrt x)
+        def backward(grad):
+            a._add_grad(grad / (2 * root))  # d(sqrt x)/dx = 1 / (2 sqrt x)
 
         out._backward = backward
         return out
 
     def tanh(self) -> Tensor:
         a = self
-        out = Tensor._result(np.tanh(a.data), (a,), "tanh")
+        t = np.tanh(a.data)
+        out = Tensor._result(t, (a,), "tanh")
 
-        def backward():
-            a._add_grad((1 - out.data * out.data) * out.grad)  # d(tanh x)/dx = 1 - tanh^2
+        def backward(grad):
+            a._add_grad((1 - t * t) * grad)  # d(tanh x)/dx = 1 - tanh^2
 
         out._backward = backward
         return out
@@ -325,8 +331,8 @@ class Tensor:
         a = self
         out = Tensor._result(np.maximum(a.data, 0), (a,), "relu")
 
-        def backward():
-            a._add_grad(out.grad * (a.data > 0))  # slope 1 where x > 0, else 0
+        def backward(grad):
+            a._add_grad(grad * (a.data > 0))  # slope 1 where x > 0, else 0
 
         out._backward = backward
         return out
@@ -334,10 +340,11 @@ class Tensor:
     def sigmoid(self) -> Tensor:
         a = self
         # 1 / (1 + e^-x), written with tanh so it cannot overflow for large |x|
-        out = Tensor._result(0.5 * (1 + np.tanh(0.5 * a.data)), (a,), "sigmoid")
+        s = 0.5 * (1 + np.tanh(0.5 * a.data))
+        out = Tensor._result(s, (a,), "sigmoid")
 
-        def backward():
-            a._add_grad(out.data * (1 - out.data) * out.grad)  # s' = s (1 - s)
+        def backward(grad):
+            a._add_grad(s * (1 - s) * grad)  # s' = s (1 - s)
 
         out._backward = backward
         return out
@@ -350,10 +357,10 @@ class Tensor:
         t = np.tanh(inner)
         out = Tensor._result(0.5 * x * (1 + t), (a,), "gelu")
 
-        def backward():
+        def backward(grad):
             # product rule: 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)
             slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 0.134145 * (x * x))
-            a._add_grad(slope * out.grad)
+            a._add_grad(slope * grad)
 
         out._backward = backward
         return out
@@ -364,9 +371,10 @@ class Tensor:
         a = self
         out = Tensor._result(a.data.sum(axis=axis, keepdims=keepdims), (a,), "sum")
 
-        def backward():
+        def backward(grad):
             # every summed entry moved the total by exactly its own change: copy the gradient
-            grad = out.grad if keepdims else _restore_axes(out.grad, axis, a.ndim)
+            if not keepdims:
+                grad = _restore_axes(grad, axis, a.ndim)
             a._add_grad(np.broadcast_to(grad, a.shape))
 
         out._backward = backward
@@ -381,11 +389,12 @@ class Tensor:
         a = self
         out = Tensor._result(a.data.max(axis=axis, keepdims=keepdims), (a,), "max")
 
-        def backward():
+        def backward(grad):
             # only the largest entry moved the max; ties share the gradient equally
             top = a.data.max(axis=axis, keepdims=True)
             winners = a.data == top
-            grad = out.grad if keepdims else _restore_axes(out.grad, axis, a.ndim)
+            if not keepdims:
+                grad = _restore_axes(grad, axis, a.ndim)
             a._add_grad(winners * (grad / winners.sum(axis=axis, keepdims=True)))
 
         out._backward = backward
@@ -399,8 +408,8 @@ class Tensor:
         a = self
         out = Tensor._result(a.data.reshape(shape), (a,), "reshape")
 
-        def backward():
-            a._add_grad(out.grad.reshape(a.shape))
+        def backward(grad):
+            a._add_grad(grad.reshape(a.shape))
 
         out._backward = backward
         return out
@@ -412,8 +421,8 @@ class Tensor:
         axes = axes or tuple(reversed(range(a.ndim)))
         out = Tensor._result(a.data.transpose(axes), (a,), "transpose")
 
-        def backward():
-            a._add_grad(out.grad.transpose(np.argsort(axes)))  # undo the permutation
+        def backward(grad):
+            a._add_grad(grad.transpose(np.argsort(axes)))  # undo the permutation
 
         out._backward = backward
         return out
@@ -432,8 +441,8 @@ class Tensor:
         a = self
         out = Tensor._result(a.data[index], (a,), "index")
 
-        def backward():
-            a._add_grad(_scatter_back(out.grad, index, a.shape, a.dtype))
+        def backward(grad):
+            a._add_grad(_scatter_back(grad, index, a.shape, a.dtype))
 
         out._backward = backward
         return out
@@ -551,11 +560,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     a, b = _as_tensor(a), _as_tensor(b)
     out = Tensor._result(_rows_times(a.data, b.data), (a, b), "@")
 
-    def backward():
+    def backward(grad):
         # as 2-D blocks: d(AB)/dA = grad @ B.T and d(AB)/dB = A.T @ grad
         A = a.data[None, :] if a.ndim == 1 else a.data  # a vector on the left is one row
         B = b.data[:, None] if b.ndim == 1 else b.data  # a vector on the right is one column
-        grad = out.grad
         if b.ndim == 1:
             grad = np.expand_dims(grad, -1)
         if a.ndim == 1:
@@ -581,9 +589,9 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     out = Tensor._result(np.concatenate([t.data for t in tensors], axis=axis), tuple(tensors),
                          "concatenate")
 
-    def backward():
+    def backward(grad):
         cuts = np.cumsum([t.shape[axis] for t in tensors])[:-1]
-        for t, piece in zip(tensors, np.split(out.grad, cuts, axis=axis)):
+        for t, piece in zip(tensors, np.split(grad, cuts, axis=axis)):
             t._add_grad(piece)
 
     out._backward = backward
@@ -595,9 +603,9 @@ def stack(tensors, axis: int = 0) -> Tensor:
     tensors = [_as_tensor(t) for t in tensors]
     out = Tensor._result(np.stack([t.data for t in tensors], axis=axis), tuple(tensors), "stack")
 
-    def backward():
+    def backward(grad):
         for i, t in enumerate(tensors):
-            t._add_grad(np.take(out.grad, i, axis=axis))
+            t._add_grad(np.take(grad, i, axis=axis))
 
     out._backward = backward
     return out
@@ -610,12 +618,12 @@ def where(condition, a, b) -> Tensor:
     a, b = _as_tensor(a), _as_tensor(b)
     out = Tensor._result(np.where(condition, a.data, b.data), (a, b), "where")
 
-    def backward():
-        zero = np.zeros((), dtype=out.grad.dtype)
+    def backward(grad):
+        zero = np.zeros((), dtype=grad.dtype)
         if a.requires_grad:
-            a._add_grad(np.where(condition, out.grad, zero))
+            a._add_grad(np.where(condition, grad, zero))
         if b.requires_grad:
-            b._add_grad(np.where(condition, zero, out.grad))
+            b._add_grad(np.where(condition, zero, grad))
 
     out._backward = backward
     return out
@@ -633,9 +641,9 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     s = e / e.sum(axis=axis, keepdims=True)
     out = Tensor._result(s, (x,), "softmax")
 
-    def backward():
+    def backward(grad):
         # ds_i/dx_j = s_i (delta_ij - s_j), so grad_x = s * (grad - sum(grad * s))
-        g = out.grad
+        g = grad
         x._add_grad(s * (g - (g * s).sum(axis=axis, keepdims=True)))
 
     out._backward = backward
@@ -647,12 +655,13 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     x = _as_tensor(x)
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     logsumexp = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-    out = Tensor._result(shifted - logsumexp, (x,), "log_softmax")
+    logp = shifted - logsumexp
+    out = Tensor._result(logp, (x,), "log_softmax")
 
-    def backward():
+    def backward(grad):
         # d/dx_j of (x_i - logsumexp) = delta_ij - softmax_j
-        g = out.grad
-        x._add_grad(g - np.exp(out.data) * g.sum(axis=axis, keepdims=True))
+        g = grad
+        x._add_grad(g - np.exp(logp) * g.sum(axis=axis, keepdims=True))
 
     out._backward = backward
     return out
@@ -691,10 +700,10 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -1,
         loss = np.asarray((per_row * keep).sum() / count, dtype=logits.dtype)
     out = Tensor._result(loss, (logits,), "cross_entropy")
 
-    def backward():
+    def backward(grad):
         aim = np.full_like(z, label_smoothing / classes)
         aim[rows, np.where(keep, t, 0)] += 1 - label_smoothing
-        grad = (np.exp(logp) - aim) * (keep[:, None] * (out.grad / float(count)))
+        grad = (np.exp(logp) - aim) * (keep[:, None] * (grad / float(count)))
         logits._add_grad(grad.reshape(logits.shape))
 
     out._backward = backward
@@ -711,8 +720,8 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     keep = (_rng.random(x.shape, dtype=np.float32) >= p) * np.asarray(1 / (1 - p), x.dtype)
     out = Tensor._result(x.data * keep, (x,), "dropout")
 
-    def backward():
-        x._add_grad(out.grad * keep)  # the kept entries pass their gradient, scaled alike
+    def backward(grad):
+        x._add_grad(grad * keep)  # the kept entries pass their gradient, scaled alike
 
     out._backward = backward
     return out
