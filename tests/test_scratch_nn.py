@@ -129,3 +129,13 @@ def test_layernorm_without_bias_has_no_bias_parameter():
     y = norm(Tensor(np.arange(8.0).reshape(2, 4)))
     np.testing.assert_allclose(y.data.mean(axis=-1), 0, atol=1e-6)
     np.testing.assert_allclose(y.data.var(axis=-1), 1, atol=1e-4)
+
+
+def test_the_glass_box_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, chalklm.scratch, chalklm.scratch.nn, chalklm.scratch.optim, "
+            "chalklm.scratch.attention, chalklm.scratch.models; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
