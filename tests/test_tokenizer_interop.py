@@ -40,6 +40,11 @@ CASES = {
     "specials": "Hello<|endoftext|>world <|im_start|> again<|endoftext|>",
     **{f"{n} digits": "".join(str((i * 7 + 3) % 10) for i in range(n)) for n in range(1, 21)},
 }
+# Each regex engine classifies characters by its own Unicode tables: Python's `regex` knows
+# letters that Hugging Face's onig (older tables) does not, e.g. U+1DF1F (Unicode 15).
+# The random texts use characters assigned by Unicode 14 (Python 3.11's unicodedata),
+# where all three engines agree; newer characters may be cut differently by the peers.
+ASSIGNED_TEXT = st.text(st.characters(exclude_categories=("Cs", "Cn")))
 MULTILINGUAL = "".join(v for k, v in CASES.items() if k != "specials") * 30
 
 
@@ -69,7 +74,7 @@ def test_same_ids_on_string_classes(trio, name):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text())
+@given(ASSIGNED_TEXT)
 def test_same_ids_on_any_text(trio, text):
     for special in SPECIALS:  # a special token's text would be an id in all three
         text = text.replace(special, "")
@@ -84,7 +89,7 @@ def test_same_ids_on_a_whole_corpus_file(trio, role):
 
 @pytest.mark.parametrize("name", PATTERNS)
 @settings(max_examples=100, deadline=None)
-@given(text=st.text() | st.sampled_from(list(CASES.values())))
+@given(text=ASSIGNED_TEXT | st.sampled_from(list(CASES.values())))
 def test_exporter_patterns_cut_alike(name, text):
     """Python's regex and Hugging Face's onig read each exporter's copy the same way."""
     ours = compile_pattern(PATTERNS[name]).findall(text)
