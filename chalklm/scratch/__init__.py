@@ -1,7 +1,15 @@
 """The glass box: language models built on NumPy alone, every derivative in plain sight.
 
-`Tensor` and the operations on it (autograd.py), layers (nn.py), optimizers (optim.py),
-attention (attention.py) and whole models (models.py). Nothing here imports torch.
+Read in this order:
+  autograd.py    `Tensor` and every operation, each derivative beside its forward
+  nn.py          Module, Linear, Embedding, LayerNorm, Dropout, Sequential
+  optim.py       SGD, AdamW, clip_grad_norm
+  models.py      the article's first network and first language model; GPT
+  attention.py   SelfAttention (causal mask, softmax), MultiHeadAttention
+  positional.py  PositionalEmbedding (learned), PositionalEncoding (sine waves)
+  block.py       MLP and the residual Block
+  gpt.py         GPT, built from the pieces above (re-exported by models.py)
+Nothing here imports torch.
 """
 
 from chalklm.scratch.autograd import (
