@@ -1,0 +1,157 @@
+"""The article's first language model: guess the next character, then write by guessing.
+
+Every character gets a number (its id in a `CharTokenizer`). A `NextCharacterModel`
+reads the ids of the previous few characters and scores each possible next one. It
+learns on Tiny Shakespeare: for every window of text, the character after it is the
+right answer, and the loss is cross-entropy (minus the log of the chance it gave the
+right answer). A model that knows nothing gives every one of the V characters chance 1/V,
+a loss of ln V (ln 65 = 4.17 on Shakespeare); the demo prints the loss falling from there.
+To write, it picks a next character from its chances, appends it, and feeds the text,
+now one character longer, back in: each output becomes part of the next input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from chalklm.demos import defaults
+from chalklm.demos.show import check_seed, report_steps
+from chalklm.errors import ConfigError
+from chalklm.generation import generate
+from chalklm.scratch import manual_seed, no_grad
+from chalklm.scratch.models import NextCharacterModel
+from chalklm.scratch.optim import AdamW
+from chalklm.tokenizers import CharTokenizer
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The model's size and how it trains (defaults: about a minute on two CPU cores)."""
+
+    context: int = 8  # characters the model sees before the one it guesses
+    embedding_dim: int = 16
+    hidden: int = 256
+    batch_size: int = 128
+    lr: float = 0.01
+    held_out: float = 0.1  # the end of the text, never trained on
+    eval_windows: int = 2048  # windows per loss estimate
+
+
+@dataclass
+class TrainedChars:
+    model: NextCharacterModel
+    tokenizer: CharTokenizer
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held
+
+
+def windows(ids: np.ndarray, ends: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ids[end-context:end] (one row per end) and the characters ids[end] to guess."""
+    rows = ends[:, None] + np.arange(-context, 0)
+    return ids[rows], ids[ends]
+
+
+def random_windows(ids: np.ndarray, count: int, context: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if len(ids) <= context:
+        raise ConfigError(f"the text has {len(ids)} characters: too short for windows of "
+                          f"{context} plus one to guess")
+    return windows(ids, rng.integers(context, len(ids), size=count), context)
+
+
+def split_ids(text: str, held_out: float) -> tuple[CharTokenizer, np.ndarray, np.ndarray]:
+    """The vocabulary of the whole text, and its ids cut into a training and a held-out part."""
+    tokenizer = CharTokenizer(text)
+    ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
+    cut = int(len(ids) * (1 - held_out))
+    return tokenizer, ids[:cut], ids[cut:]
+
+
+def mean_loss(model: NextCharacterModel, x: np.ndarray, y: np.ndarray) -> float:
+    """The model's cross-entropy on these windows, without recording anything for backward."""
+    model.eval()
+    with no_grad():
+        _, loss = model(x, y)
+    model.train()
+    return loss.item()
+
+
+def train(text: str, steps: int = defaults.CHARS_STEPS, seed: int = 0,
+          settings: Settings = Settings(), verbose: bool = True) -> TrainedChars:
+    """AdamW on random batches of windows; the loss on fixed train and held-out windows is
+    measured a few times along the way (`history`) and printed when `verbose`."""
+    if steps <= 0:
+        raise ConfigError(f"steps must be above 0, got {steps}")
+    rng = np.random.default_rng(check_seed(seed))
+    manual_seed(seed)
+    tokenizer, train_ids, held_ids = split_ids(text, settings.held_out)
+    c = settings.context
+    model = NextCharacterModel(tokenizer.vocab_size, c, settings.embedding_dim, settings.hidden)
+    optimizer = AdamW(model.parameters(), lr=settings.lr)
+    train_eval = random_windows(train_ids, settings.eval_windows, c, rng)
+    held_eval = random_windows(held_ids, settings.eval_windows, c, rng)
+    result, shown = TrainedChars(model, tokenizer), report_steps(steps)
+    if verbose:
+        print(f"Vocabulary: {tokenizer.vocab_size} characters; knowing nothing means a loss of "
+              f"ln {tokenizer.vocab_size} = {math.log(tokenizer.vocab_size):.2f}")
+    bar = tqdm(range(steps), desc="training", unit="step", disable=not verbose)
+    for step in bar:
+        # the step size shrinks in a straight line to a tenth: big moves first, then fine ones
+        optimizer.param_groups[0]["lr"] = settings.lr * (1 - 0.9 * step / steps)
+        x, y = random_windows(train_ids, settings.batch_size, c, rng)
+        _, loss = model(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step in shown:
+            measured = (step + 1, mean_loss(model, *train_eval), mean_loss(model, *held_eval))
+            result.history.append(measured)
+            bar.set_postfix(loss=f"{measured[1]:.3f}")
+            if verbose:
+                tqdm.write(f"  step {measured[0]:>6}: train loss {measured[1]:.3f}, "
+                           f"held-out loss {measured[2]:.3f}")
+    return result
+
+
+def sample(trained: TrainedChars, length: int, temperature: float = 1.0, seed: int = 0,
+           prompt: str = "") -> str:
+    """`length` new characters, each picked from the model's chances given the ones before.
+
+    Before the text is `context` characters long, the window is padded on the left with
+    new lines, as if the text began on a fresh line (or with the first vocabulary entry).
+    """
+    model, tokenizer = trained.model, trained.tokenizer
+    pad = tokenizer.stoi.get("\n", 0)
+    prompt_ids = tokenizer.encode(prompt) if prompt else [pad]
+    model.eval()
+
+    def next_logits(ids: np.ndarray) -> np.ndarray:
+        window = np.concatenate([np.full(model.context, pad), ids[0]])[-model.context:]
+        with no_grad():
+            logits, _ = model(window[None, :])
+        return logits.data[0]
+
+    ids = generate(next_logits, prompt_ids, length, model.context, temperature,
+                   seed=check_seed(seed))
+    return tokenizer.decode(ids[len(prompt_ids):])
+
+
+def run(steps: int = defaults.CHARS_STEPS, seed: int = 0, length: int = defaults.CHARS_LENGTH,
+        temperature: float = 1.0, prompt: str = "") -> TrainedChars:
+    """The whole demo, printed: load the text, train, then generate a sample."""
+    from chalklm.data import load_default_text
+
+    if length <= 0:
+        raise ConfigError(f"length must be above 0, got {length}")
+    name, text = load_default_text()
+    settings = Settings()
+    print(f"Text: {name}, {len(text):,} characters (the last {settings.held_out:.0%} held out). "
+          f"The model reads {settings.context} characters and guesses the next.")
+    trained = train(text, steps, seed, settings)
+    print(f"\n{length} characters, generated one at a time (temperature {temperature}, "
+          f"seed {seed}):\n")
+    print(prompt + sample(trained, length, temperature, seed, prompt))
+    return trained
