@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from array import array
 
 _MIN_CHARS_PER_WORKER = 1 << 16  # below this, starting processes costs more than it saves
 _worker_tokenizer = None
@@ -20,9 +21,25 @@ def _start_worker(tokenizer) -> None:
     _worker_tokenizer = tokenizer
 
 
-def _encode_in_worker(job):
+def _encode_in_worker(job) -> tuple[bytes, list[int]]:
+    """Ids of a slice of texts as one packed array (pickling many small lists is slow)."""
     texts, allowed_special = job
-    return [_worker_tokenizer.encode(text, allowed_special) for text in texts]
+    packed, lengths = array("I"), []
+    for text in texts:
+        ids = _worker_tokenizer.encode(text, allowed_special)
+        packed.extend(ids)
+        lengths.append(len(ids))
+    return packed.tobytes(), lengths
+
+
+def _unpack(packed: bytes, lengths: list[int]) -> list[list[int]]:
+    ids = array("I")
+    ids.frombytes(packed)
+    out, start = [], 0
+    for length in lengths:
+        out.append(ids[start : start + length].tolist())
+        start += length
+    return out
 
 
 def encode_batch(tokenizer, texts: list[str], allowed_special, num_workers: int | None):
@@ -36,4 +53,5 @@ def encode_batch(tokenizer, texts: list[str], allowed_special, num_workers: int 
     jobs = [(texts[i : i + per_job], allowed_special) for i in range(0, len(texts), per_job)]
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(workers, _start_worker, (tokenizer,)) as pool:
-        return [ids for part in pool.map(_encode_in_worker, jobs) for ids in part]
+        parts = pool.map(_encode_in_worker, jobs)
+    return [ids for packed, lengths in parts for ids in _unpack(packed, lengths)]

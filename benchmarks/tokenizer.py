@@ -1,0 +1,259 @@
+"""chalklm's BPE against its peers, in the same run, single thread unless stated.
+
+Training (Tiny Shakespeare; Multi30k English+German; vocab 1024, 4096, 16384):
+  time against Hugging Face tokenizers' BpeTrainer with the same pattern and alphabet
+  (goal: at most 2x), and against minbpe's recount-everything loop, written below
+  (goal: at least 50x faster). The naive loop is timed over --naive-merges merges and
+  its per-merge time extrapolated to the full count (--naive-full runs it all: hours).
+Encoding the same files with the same vocabulary: MB/s of chalklm (first call, cache
+  cold; and best of 3), tiktoken and tokenizers (goal: >= 0.5x tiktoken, >= 2x HF); and
+  encode_batch on all cores against one core, and against a thread pool.
+Peak memory (--big): training on a ~100 MB corpus (the data repeated), each trainer in
+  its own process, read from the kernel's peak resident size (goal: under 3 GB).
+
+    python benchmarks/tokenizer.py [--small] [--big] [--naive-merges 5]
+
+Writes benchmarks/results/tokenizer.json. Ratios, not absolute times, are the point.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # before tokenizers starts its thread pool
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def corpora(small: bool) -> dict[str, str]:
+    from chalklm.data import dataset_file, load_text, read_text_file
+
+    texts = {"shakespeare": load_text("shakespeare")}
+    if not small:
+        texts["multi30k en+de"] = "".join(
+            read_text_file(dataset_file("multi30k", role)) for role in ("train.en", "train.de")
+        )
+    return texts
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ----------------------------------------------------------------- peers
+def hf_train(text: str, vocab_size: int, pattern: str):
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([text], trainer)
+    return tok
+
+
+def naive_train(text: str, num_merges: int, pattern: str) -> tuple[list, float]:
+    """minbpe's RegexTokenizer.train: every merge recounts every pair of every chunk."""
+    import regex
+
+    chunks = [list(c.encode("utf-8")) for c in regex.findall(pattern, text)]
+    merges, start = [], time.perf_counter()
+    for z in range(256, 256 + num_merges):
+        counts = Counter()
+        for ids in chunks:
+            counts.update(zip(ids, ids[1:]))
+        pair = max(counts, key=counts.get)
+        merges.append(pair)
+        for k, ids in enumerate(chunks):
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+                    out.append(z)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            chunks[k] = out
+    return merges, time.perf_counter() - start
+
+
+# ----------------------------------------------------------------- tables
+def training_table(texts, vocab_sizes, naive_merges, naive_full):
+    from chalklm.tokenizers import BPETokenizer
+    from chalklm.tokenizers.patterns import GPT4_PATTERN
+
+    rows, tokenizers = [], {}
+    for name, text in texts.items():
+        naive_per_merge = None
+        for vocab_size in vocab_sizes:
+            start = time.perf_counter()
+            tok = BPETokenizer.train(text, vocab_size, pattern="gpt4", progress=False)
+            ours_s = time.perf_counter() - start
+            tokenizers[(name, vocab_size)] = tok
+            start = time.perf_counter()
+            hf = hf_train(text, vocab_size, GPT4_PATTERN)
+            hf_s = time.perf_counter() - start
+            merges = len(tok.merges)
+            if naive_full:
+                naive_s = naive_train(text, merges, GPT4_PATTERN)[1]
+            else:
+                if naive_per_merge is None:
+                    seconds = naive_train(text, naive_merges, GPT4_PATTERN)[1]
+                    naive_per_merge = seconds / naive_merges
+                naive_s = naive_per_merge * merges
+            rows.append({
+                "corpus": name, "vocab": vocab_size, "merges": merges,
+                "hf_vocab": hf.get_vocab_size(), "chalklm_s": ours_s, "hf_s": hf_s,
+                "naive_s": naive_s, "naive_extrapolated": not naive_full,
+                "x_hf_time": ours_s / hf_s, "speedup_vs_naive": naive_s / ours_s,
+            })
+            print_row(rows[-1], ["corpus", "vocab", "merges", "chalklm_s", "hf_s", "x_hf_time",
+                                 "naive_s", "speedup_vs_naive"])
+    return rows, tokenizers
+
+
+def encoding_table(texts, tokenizers):
+    from tokenizers import Tokenizer
+
+    from chalklm.tokenizers import BPETokenizer
+
+    rows = []
+    for (name, vocab_size), tok in tokenizers.items():
+        text = texts[name]
+        megabytes = len(text.encode("utf-8")) / 1e6
+        fresh = BPETokenizer.from_dict(tok.to_dict())
+        start = time.perf_counter()
+        ids = fresh.encode_ordinary(text)
+        cold = time.perf_counter() - start
+        warm = best_of(lambda: tok.encode_ordinary(text))  # noqa: B023
+        tiktoken_enc = tok.to_tiktoken()
+        with tempfile.TemporaryDirectory() as folder:
+            tok.save_hf(Path(folder) / "tokenizer.json")
+            hf = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+        tt = best_of(lambda: tiktoken_enc.encode_ordinary(text))  # noqa: B023
+        hf_s = best_of(lambda: hf.encode(text, add_special_tokens=False))  # noqa: B023
+        assert ids == tiktoken_enc.encode_ordinary(text) == hf.encode(text).ids, "ids differ"
+        rows.append({
+            "corpus": name, "vocab": vocab_size, "chalklm_cold_MBps": megabytes / cold,
+            "chalklm_MBps": megabytes / warm, "tiktoken_MBps": megabytes / tt,
+            "hf_MBps": megabytes / hf_s, "x_tiktoken": tt / warm, "x_hf": hf_s / warm,
+        })
+        print_row(rows[-1], list(rows[-1]))
+    return rows
+
+
+def batch_table(texts, tokenizers):
+    """encode_batch over lines of the corpus: processes, threads, one core."""
+    name, vocab_size = next(iter(tokenizers))
+    tok = tokenizers[(name, vocab_size)]
+    lines = texts[name].splitlines(keepends=True) * 2
+    megabytes = sum(len(line.encode("utf-8")) for line in lines) / 1e6
+    tok.encode_batch(lines[:1000])  # warm the cache, as in the rows above
+    serial = best_of(lambda: [tok.encode(line) for line in lines], 2)
+    cores = os.cpu_count() or 1
+    processes = best_of(lambda: tok.encode_batch(lines, num_workers=cores), 2)
+    with ThreadPoolExecutor(cores) as pool:
+        threads = best_of(lambda: list(pool.map(tok.encode, lines, chunksize=256)), 2)
+    row = {"corpus": name, "lines": len(lines), "cores": cores,
+           "one_core_MBps": megabytes / serial, "processes_MBps": megabytes / processes,
+           "threads_MBps": megabytes / threads, "x_processes": serial / processes,
+           "x_threads": serial / threads}
+    print_row(row, list(row))
+    return [row]
+
+
+PEAK_SCRIPT = """
+import resource, sys, time
+path, vocab, who = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, {bench!r})
+text = open(path, encoding="utf-8").read()
+start = time.perf_counter()
+if who == "chalklm":
+    from chalklm.tokenizers import BPETokenizer
+    BPETokenizer.train(text, vocab, progress=False)
+else:
+    from tokenizer import hf_train
+    from chalklm.tokenizers.patterns import GPT4_PATTERN
+    hf_train(text, vocab, GPT4_PATTERN)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory_table(texts, megabytes: int, vocab_size: int):
+    base = "".join(texts.values())
+    path = RESULTS / "big_corpus.txt"
+    copies = max(1, megabytes * 10**6 // len(base.encode("utf-8")))
+    path.write_text(base * copies, encoding="utf-8")
+    size_mb = path.stat().st_size / 1e6
+    script = PEAK_SCRIPT.format(bench=str(Path(__file__).resolve().parent))
+    rows = []
+    for who in ("chalklm", "hf"):
+        out = subprocess.run([sys.executable, "-c", script, str(path), str(vocab_size), who],
+                             capture_output=True, text=True, check=True).stdout.split()
+        rows.append({"trainer": who, "corpus_MB": size_mb, "vocab": vocab_size,
+                     "seconds": float(out[0]), "peak_rss_MB": int(out[1]) / 1024})
+        print_row(rows[-1], list(rows[-1]))
+    path.unlink()
+    return rows
+
+
+def print_row(row: dict, keys: list[str]) -> None:
+    cells = []
+    for key in keys:
+        value = row[key]
+        cells.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    print("  ".join(cells), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true",
+                        help="Tiny Shakespeare and vocab 1024 only: proves the script works")
+    parser.add_argument("--big", action="store_true", help="also peak memory on ~100 MB")
+    parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--naive-merges", type=int, default=5,
+                        help="merges timed for the naive baseline's per-merge cost")
+    parser.add_argument("--naive-full", action="store_true", help="run the naive loop fully")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    texts = corpora(args.small)
+    vocab_sizes = [1024] if args.small else [1024, 4096, 16384]
+    print("== training (seconds; single thread) ==")
+    training, tokenizers = training_table(texts, vocab_sizes, args.naive_merges, args.naive_full)
+    print("== encoding (MB/s; single thread) ==")
+    encoding = encoding_table(texts, tokenizers)
+    print("== encode_batch ==")
+    batch = batch_table(texts, tokenizers)
+    results = {"training": training, "encoding": encoding, "encode_batch": batch,
+               "cpu_count": os.cpu_count(), "small": args.small}
+    if args.big:
+        print(f"== peak memory, training on ~{args.big_mb} MB ==")
+        results["peak_memory"] = peak_memory_table(texts, args.big_mb, 4096)
+    out = RESULTS / "tokenizer.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
