@@ -87,3 +87,57 @@ class GPTConfig(_Config):
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+
+@dataclass(frozen=True)
+class TransformerConfig(_Config):
+    """The original encoder-decoder Transformer ("Attention Is All You Need").
+
+    The encoder reads the source sentence (self-attention with the padding mask); the
+    decoder writes the target (causal self-attention, then CrossAttention over the
+    encoder's output). `norm_first=False` is the paper's post-norm, True is pre-norm.
+    With `tie_embeddings` (the paper's choice, which needs one shared vocabulary) the
+    source embedding, the target embedding and the output layer are one matrix.
+    """
+
+    src_vocab_size: int = 8000
+    tgt_vocab_size: int = 8000
+    n_layer_enc: int = 3
+    n_layer_dec: int = 3
+    n_head: int = 8
+    n_embd: int = 256
+    ffn_dim: int = 1024  # the MLP's hidden width; the shared MLP is 4 * n_embd wide
+    dropout: float = 0.1
+    max_len: int = 256  # the longest source or target, in tokens
+    norm_first: bool = False  # False: the paper's post-norm; True: pre-norm (GPT-2's)
+    positional: str = "sinusoidal"  # or "learned"
+    tie_embeddings: bool = True  # source, target and output share one matrix
+    bias: bool = True
+    pad_id: int = 0  # the padding token: masked in attention, ignored in the loss
+    label_smoothing: float = 0.1  # in the training loss (the paper's 0.1)
+
+    model_type = "transformer"
+
+    def __post_init__(self):
+        _positive_ints(self, ("src_vocab_size", "tgt_vocab_size", "n_layer_enc", "n_layer_dec",
+                              "n_head", "n_embd", "ffn_dim", "max_len"))
+        _check_common(self)
+        if self.ffn_dim != 4 * self.n_embd:
+            raise ConfigError(f"ffn_dim must be 4 * n_embd = {4 * self.n_embd} (the MLP shared "
+                              f"with the GPT is four times wider than n_embd), got {self.ffn_dim}")
+        if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError(
+                f"tie_embeddings needs one shared vocabulary, but src_vocab_size is "
+                f"{self.src_vocab_size} and tgt_vocab_size {self.tgt_vocab_size}; set "
+                "tie_embeddings = false or train one tokenizer on both languages")
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not (
+                0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size)):
+            raise ConfigError(f"pad_id must be a token id of both vocabularies, got "
+                              f"{self.pad_id!r}")
+        if not isinstance(self.label_smoothing, (int, float)) or \
+                not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
