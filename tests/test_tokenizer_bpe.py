@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chalklm.errors import TokenizerError
 from chalklm.tokenizers import BPETokenizer, load_tokenizer
 from chalklm.tokenizers.bpe_merge import merge_long, merge_short
-from chalklm.tokenizers.patterns import compile_pattern
+from chalklm.tokenizers.patterns import PATTERNS, compile_pattern
 
 EVERYTHING = r"[\s\S]+"  # one chunk: the whole text, as minbpe's BasicTokenizer
 
@@ -220,3 +220,28 @@ def test_encode_batch_equals_encode(tok, shakespeare):
     assert tok.encode_batch(["a<|pad|>"], allowed_special="all") == [
         tok.encode("a<|pad|>", allowed_special="all")
     ]
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_long_texts_are_counted_in_blocks_exactly(shakespeare, monkeypatch, pattern):
+    """count_chunks cuts long texts at a newline before a non-space: no chunk changes."""
+    import chalklm.tokenizers.bpe_train as bpe_train
+
+    monkeypatch.setattr(bpe_train, "_BLOCK_CHARS", 5_000)
+    text = shakespeare[:200_000] + "\n \n\r\nx\n\n" + "  end\n" * 3
+    regex = compile_pattern(PATTERNS[pattern])
+    blocks = list(bpe_train._blocks(text, PATTERNS[pattern]))
+    assert len(blocks) > 30 and "".join(blocks) == text
+    counted = bpe_train.count_chunks(text, PATTERNS[pattern], progress=False)
+    assert counted == Counter(regex.findall(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aZ1!'s \n\r\t\u00a0", max_size=120), st.sampled_from(["gpt2", "gpt4"]))
+def test_block_cuts_never_change_chunks(text, pattern):
+    import chalklm.tokenizers.bpe_train as bpe_train
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bpe_train, "_BLOCK_CHARS", 2)
+        counted = bpe_train.count_chunks(text, PATTERNS[pattern], progress=False)
+    assert counted == Counter(compile_pattern(PATTERNS[pattern]).findall(text))

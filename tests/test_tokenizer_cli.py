@@ -85,3 +85,18 @@ def test_errors_are_one_line(trained, tmp_path, capsys, argv, message):
     paths = {"tok": trained, "missing": tmp_path / "missing", "new": tmp_path / "new.json"}
     code, _, err = run([a.format(**paths) for a in argv], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_render_tokens_wraps_and_shows_partial_bytes():
+    from chalklm.tokenizers import BPETokenizer, CharTokenizer
+    from chalklm.tokenizers.show import render_tokens
+
+    bpe = BPETokenizer.train("ab ab ab\n", 258, progress=False)
+    ids = bpe.encode("ab ab\n€")
+    rendered = render_tokens(bpe, ids, width=12).splitlines()
+    assert len(rendered) % 2 == 0 and len(rendered) > 2  # wrapped into several pairs of rows
+    assert all(len(line) <= 12 for line in rendered)
+    cells = "".join(rendered[0::2])
+    assert "·ab" in cells and "↵" in cells and "<e2>" in cells  # € is 3 raw bytes here
+    char = CharTokenizer("hi ")
+    assert render_tokens(char, char.encode("hi hi")).splitlines()[0] == "|h|i|·|h|i|"

@@ -47,24 +47,29 @@ def replace_surrogates(text: str) -> str:
 
 
 def _blocks(text: str, pattern: str) -> Iterator[str]:
-    """Cut a long text into ~1 MB blocks at a newline followed by a non-space character.
+    """Cut a long text into ~1 MB blocks just after a newline between two non-space characters.
 
-    Both named patterns always end a chunk there, so the chunks of the blocks are the
-    chunks of the whole text; a custom pattern is not cut at all.
+    Both named patterns always end a chunk there, whatever follows (a lone newline after
+    a letter, digit or punctuation), so the chunks of the blocks are the chunks of the
+    whole text. A custom pattern's text is not cut.
     """
     if pattern not in PATTERNS.values():
         yield text
         return
-    start = 0
-    while len(text) - start > _BLOCK_CHARS:
+    start, end = 0, len(text)
+    while end - start > _BLOCK_CHARS:
         cut = text.find("\n", start + _BLOCK_CHARS)
-        while cut != -1 and cut + 1 < len(text) and text[cut + 1].isspace():
+        while cut != -1 and not _lone_newline(text, cut):
             cut = text.find("\n", cut + 1)
-        if cut == -1 or cut + 1 >= len(text):
+        if cut == -1:
             break
         yield text[start : cut + 1]
         start = cut + 1
     yield text[start:]
+
+
+def _lone_newline(text: str, i: int) -> bool:
+    return 0 < i < len(text) - 1 and not text[i - 1].isspace() and not text[i + 1].isspace()
 
 
 def count_chunks(texts: str | Iterable[str], pattern: str, progress: bool = True) -> Counter[str]:
