@@ -13,7 +13,7 @@ import chalklm.scratch as cs
 from chalklm.errors import ChalkError, ShapeError
 from chalklm.scratch import Tensor
 
-IDS = np.array([[0, 3, 3], [1, 0, 4]])  # a gather with repeats (an embedding lookup)
+IDS = np.array([[0, 3, 3], [1, -2, 4]])  # a gather with repeats (an embedding lookup)
 PICK = (np.array([0, 1, 1, 2]), np.array([3, 0, 0, 2]))  # advanced index, repeats too
 MASK = np.array([[True, False, True, False], [False, False, True, True], [True] * 4])
 TARGETS = np.array([[1, 4, 0], [2, -1, 3]])  # -1 is ignored
@@ -248,6 +248,12 @@ def test_embedding_gradient_sums_repeated_ids_without_add_at():
     for i, row in zip(ids.ravel(), g.reshape(-1, 8)):
         want[i] += row
     np.testing.assert_allclose(table.grad, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gather_of_no_ids_has_a_zero_gradient():
+    table = Tensor(np.ones((4, 2)), requires_grad=True)
+    table[np.zeros((0,), dtype=int)].sum().backward()
+    np.testing.assert_array_equal(table.grad, np.zeros((4, 2)))
 
 
 def test_softmax_is_stable_for_huge_logits():

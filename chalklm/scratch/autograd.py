@@ -526,12 +526,14 @@ def gather_rows_grad(grad: np.ndarray, ids: np.ndarray, shape: tuple) -> np.ndar
     Sort the ids so equal ones sit together, add up each run of equal rows in one
     vectorised call (np.add.reduceat), and place the sums in their rows.
     """
-    ids = ids.ravel()
-    rows = grad.reshape(len(ids), -1)
+    ids = ids.ravel() % shape[0]  # negative ids count from the end, as in NumPy
+    rows = grad.reshape(len(ids), math.prod(shape[1:]))
+    full = np.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
+    if not len(ids):
+        return full.reshape(shape)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
-    full = np.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
     full[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return full.reshape(shape)
 
