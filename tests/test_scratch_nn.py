@@ -42,6 +42,13 @@ def test_shared_parameter_is_listed_once():
     assert "blocks.1.weight" not in names and len(model.parameters()) == len(names)
 
 
+def test_repr_shows_the_tree_and_weight_shapes():
+    text = repr(Tiny())
+    assert text.startswith("Tiny(\n")
+    assert "  blocks: ModuleList(\n    0: Linear(\n      weight: (4, 4)" in text
+    assert "drop: Dropout()" in text
+
+
 def test_linear_shapes_follow_the_article():
     layer = nn.Linear(3, 5)
     assert layer.weight.shape == (3, 5) and layer.bias.shape == (5,)

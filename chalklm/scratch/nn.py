@@ -8,6 +8,7 @@ parameters are found by attribute, and their names are the attribute path
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
@@ -103,6 +104,15 @@ class Module:
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
+
+    def __repr__(self) -> str:
+        """The tree of modules with each weight's shape, to see a model's anatomy."""
+        lines = [f"{name}: {p.shape}" for name, p in vars(self).items()
+                 if isinstance(p, Parameter)]
+        lines += [f"{name}: {child!r}" for name, child in self.children()]
+        if not lines:
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(\n" + textwrap.indent("\n".join(lines), "  ") + "\n)"
 
 
 class ModuleList(Module):
