@@ -42,6 +42,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     min_lr: float = 1e-4  # where cosine decay ends
     warmup_steps: int = 100
+    decay_steps: int = 0  # length of the cosine decay in steps; 0 = max_steps
     weight_decay: float = 0.1  # on matrices only
     beta1: float = 0.9
     beta2: float = 0.99

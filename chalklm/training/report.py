@@ -77,8 +77,9 @@ def measured_peak_flops(device: str, dtype: str, size: int = 1024) -> float:
     cache = cache_dir() / "peak_flops.json"
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    a = torch.randn(size, size, device=device, dtype=torch_dtype)
-    b = torch.randn(size, size, device=device, dtype=torch_dtype)
+    own = torch.Generator(device).manual_seed(0)  # leave the training RNG untouched
+    a = torch.randn(size, size, device=device, dtype=torch_dtype, generator=own)
+    b = torch.randn(size, size, device=device, dtype=torch_dtype, generator=own)
     for _ in range(3):
         a @ b
     best = math.inf

@@ -148,7 +148,7 @@ class Trainer:
         return self.dist.sum(total) / self.dist.sum(count)
 
     def progress(self) -> float:
-        by_steps = self.step / self.cfg.max_steps
+        by_steps = self.step / (self.cfg.decay_steps or self.cfg.max_steps)
         if not self.cfg.time_budget:
             return by_steps
         return max(by_steps, self.elapsed / max(1e-9, self.cfg.time_budget - self.reserve_s))
