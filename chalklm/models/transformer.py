@@ -1,0 +1,201 @@
+"""The original Transformer in the fast engine: an encoder reads, a decoder writes.
+
+Read it next to `chalklm.scratch.transformer` (the glass box, where each step is
+explained): the same classes, the same parameter names (docs/contract.md), the same
+arithmetic, built from the GPT's layers (MultiHeadAttention, MLP, LayerNorm,
+PositionalEncoding) and run on PyTorch kernels (fused attention with the padding mask).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chalklm.config import TransformerConfig
+from chalklm.errors import ShapeError
+from chalklm.models.gpt import GPT
+from chalklm.models.layers import (
+    MLP,
+    LayerNorm,
+    Linear,
+    MultiHeadAttention,
+    PositionalEmbedding,
+    PositionalEncoding,
+)
+
+
+class CrossAttention(MultiHeadAttention):
+    """Queries from the target, keys and values from the encoder's output (`memory`);
+    no causal mask, the source's padding hidden."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 fused: bool = True):
+        super().__init__(n_embd, n_head, bias, dropout, causal=False, fused=fused)
+
+    def forward(self, x, memory, memory_padding_mask=None) -> torch.Tensor:
+        return super().forward(x, context=memory, padding_mask=memory_padding_mask)
+
+
+def residual(x, sublayer, norm: LayerNorm, drop: nn.Dropout, norm_first: bool):
+    """post-norm: LayerNorm(x + dropout(sublayer(x))); pre-norm: x + dropout(sublayer(LN(x)))."""
+    if norm_first:
+        return x + drop(sublayer(norm(x)))
+    return norm(x + drop(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: TransformerConfig, fused: bool = True):
+        super().__init__()
+        C, H, bias, p = config.n_embd, config.n_head, config.bias, config.dropout
+        self.norm_first = config.norm_first
+        self.self_attn = MultiHeadAttention(C, H, bias, p, causal=False, fused=fused)
+        self.ln_1 = LayerNorm(C, bias)
+        self.mlp = MLP(C, bias)
+        self.ln_2 = LayerNorm(C, bias)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x, padding_mask):
+        x = residual(x, lambda h: self.self_attn(h, padding_mask=padding_mask), self.ln_1,
+                     self.dropout, self.norm_first)
+        return residual(x, self.mlp, self.ln_2, self.dropout, self.norm_first)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: TransformerConfig, fused: bool = True):
+        super().__init__()
+        C, H, bias, p = config.n_embd, config.n_head, config.bias, config.dropout
+        self.norm_first = config.norm_first
+        self.self_attn = MultiHeadAttention(C, H, bias, p, causal=True, fused=fused)
+        self.ln_1 = LayerNorm(C, bias)
+        self.cross_attn = CrossAttention(C, H, bias, p, fused=fused)
+        self.ln_2 = LayerNorm(C, bias)
+        self.mlp = MLP(C, bias)
+        self.ln_3 = LayerNorm(C, bias)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x, memory, memory_padding_mask):
+        x = residual(x, self.self_attn, self.ln_1, self.dropout, self.norm_first)
+        x = residual(x, lambda h: self.cross_attn(h, memory, memory_padding_mask), self.ln_2,
+                     self.dropout, self.norm_first)
+        return residual(x, self.mlp, self.ln_3, self.dropout, self.norm_first)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: TransformerConfig, fused: bool = True):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config, fused)
+                                    for _ in range(config.n_layer_enc))
+        self.ln_f = LayerNorm(config.n_embd, config.bias) if config.norm_first else None
+
+    def forward(self, x, padding_mask):
+        for layer in self.layers:
+            x = layer(x, padding_mask)
+        return self.ln_f(x) if self.ln_f is not None else x
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: TransformerConfig, fused: bool = True):
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(config, fused)
+                                    for _ in range(config.n_layer_dec))
+        self.ln_f = LayerNorm(config.n_embd, config.bias) if config.norm_first else None
+
+    def forward(self, x, memory, memory_padding_mask):
+        for layer in self.layers:
+            x = layer(x, memory, memory_padding_mask)
+        return self.ln_f(x) if self.ln_f is not None else x
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder. `logits, loss = model(src_ids, tgt_in_ids, tgt_out_ids=None)`;
+    padding (`config.pad_id`) is hidden from attention and ignored in the loss."""
+
+    def __init__(self, config: TransformerConfig, fused_attention: bool = True):
+        super().__init__()
+        self.config = config
+        C = config.n_embd
+        if config.tie_embeddings:
+            self.token_embedding = nn.Embedding(config.src_vocab_size, C)
+        else:
+            self.src_embedding = nn.Embedding(config.src_vocab_size, C)
+            self.tgt_embedding = nn.Embedding(config.tgt_vocab_size, C)
+        if config.positional == "learned":
+            self.src_position_embedding = PositionalEmbedding(config.max_len, C)
+            self.tgt_position_embedding = PositionalEmbedding(config.max_len, C)
+        else:
+            self.position_encoding = PositionalEncoding(config.max_len, C)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = Encoder(config, fused_attention)
+        self.decoder = Decoder(config, fused_attention)
+        if not config.tie_embeddings:
+            self.lm_head = Linear(C, config.tgt_vocab_size, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Xavier-uniform matrices, N(0, 1/n_embd) embeddings, zero biases, unit scales."""
+        C = self.config.n_embd
+        for name, p in self.named_parameters():
+            if name.endswith("scale"):
+                nn.init.ones_(p)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif "position" in name:
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith("embedding.weight"):
+                nn.init.normal_(p, std=C**-0.5)
+            else:
+                nn.init.xavier_uniform_(p)
+
+    def embed(self, ids: torch.Tensor, side: str) -> torch.Tensor:
+        c = self.config
+        if ids.ndim != 2:
+            raise ShapeError(f"the Transformer reads ids of shape (batch, time), got "
+                             f"{tuple(ids.shape)}")
+        T = ids.shape[1]
+        if T > c.max_len:
+            raise ShapeError(f"{T} tokens is more than max_len {c.max_len}")
+        table = self.token_embedding if c.tie_embeddings else getattr(self, f"{side}_embedding")
+        x = table(ids) * math.sqrt(c.n_embd)
+        if c.positional == "learned":
+            positions = getattr(self, f"{side}_position_embedding")(T)
+        else:
+            positions = self.position_encoding(T)
+        return self.dropout(x + positions)
+
+    def encode(self, src_ids: torch.Tensor):
+        """(memory (B, S, C), padding mask (B, S), True at padding)."""
+        padding_mask = src_ids == self.config.pad_id
+        return self.encoder(self.embed(src_ids, "src"), padding_mask), padding_mask
+
+    def decode(self, tgt_ids, memory, memory_padding_mask) -> torch.Tensor:
+        x = self.decoder(self.embed(tgt_ids, "tgt"), memory, memory_padding_mask)
+        if self.config.tie_embeddings:
+            return x @ self.token_embedding.weight.T
+        return self.lm_head(x)
+
+    def forward(self, src_ids, tgt_in_ids, tgt_out_ids=None, label_smoothing=None):
+        memory, padding_mask = self.encode(src_ids)
+        logits = self.decode(tgt_in_ids, memory, padding_mask)
+        if tgt_out_ids is None:
+            return logits, None
+        smoothing = self.config.label_smoothing if label_smoothing is None else label_smoothing
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                               tgt_out_ids.reshape(-1), ignore_index=self.config.pad_id,
+                               label_smoothing=smoothing)
+        return logits, loss
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, length: int = 32) -> float:
+        """Training FLOPs per target token: 6N for the weights plus attention, with source
+        and target of `length` tokens (a rough figure, for MFU)."""
+        c = self.config
+        attention = 12 * c.n_embd * length * (c.n_layer_enc + 2 * c.n_layer_dec)
+        return 6 * self.num_params() + attention
+
+    # the GPT's loader: check every name and shape, then copy (one rule, one place)
+    load_weights = GPT.load_weights
