@@ -76,3 +76,4 @@ class NextCharacterModel(Module):
 # The GPT lives in its own file (like the fast engine's chalklm/models/gpt.py); it is
 # re-exported here so every glass-box model is found in one place.
 from chalklm.scratch.gpt import GPT  # noqa: E402, F401
+from chalklm.scratch.transformer import Transformer  # noqa: E402, F401
