@@ -309,3 +309,48 @@ def test_a_graph_is_freed_as_soon_as_the_loss_is_dropped():
         assert probe() is None  # no reference cycles: freed without the garbage collector
     finally:
         gc.enable()
+
+
+def _compare_with_torch(fn, torch_fn, arrays):
+    """Forward and gradient of sum(fn(inputs) * R) in both engines, float32."""
+    out, grads, R = _glass_grads(fn, arrays, dtype=np.float32)
+    leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+    t_out = torch_fn(*leaves)
+    (t_out * torch.from_numpy(R.astype(np.float32))).sum().backward()
+    assert out.shape == tuple(t_out.shape)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for got, leaf in zip(grads, leaves):
+        assert got.shape == tuple(leaf.shape)
+        np.testing.assert_allclose(got, leaf.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3),
+       n=st.integers(1, 4), k=st.integers(1, 4), m=st.integers(1, 4),
+       vector=st.sampled_from(["none", "left", "right"]), seed=st.integers(0, 2**16))
+def test_matmul_on_random_shapes_matches_torch(batch, n, k, m, vector, seed):
+    left = (k,) if vector == "left" else (*batch.input_shapes[0], n, k)
+    right = (k,) if vector == "right" else (*batch.input_shapes[1], k, m)
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(left).astype(np.float32),
+              rng.standard_normal(right).astype(np.float32)]
+    _compare_with_torch(lambda a, b: a @ b, lambda a, b: a @ b, arrays)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data(),
+       keepdims=st.booleans(), op=st.sampled_from(["sum", "mean", "max", "softmax",
+                                                     "log_softmax"]))
+def test_reductions_on_random_shapes_and_axes_match_torch(shape, data, keepdims, op):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = np.random.default_rng(len(shape) * 7 + axis).standard_normal(shape).astype(np.float32)
+    glass = {"sum": lambda a: a.sum(axis=axis, keepdims=keepdims),
+             "mean": lambda a: a.mean(axis=axis, keepdims=keepdims),
+             "max": lambda a: a.max(axis=axis, keepdims=keepdims),
+             "softmax": lambda a: a.softmax(axis), "log_softmax": lambda a: a.log_softmax(axis)}
+    fast = {"sum": lambda a: a.sum(dim=axis, keepdim=keepdims),
+            "mean": lambda a: a.mean(dim=axis, keepdim=keepdims),
+            "max": lambda a: a.amax(dim=axis, keepdim=keepdims),
+            "softmax": lambda a: torch.softmax(a, axis),
+            "log_softmax": lambda a: F.log_softmax(a, axis)}
+    _compare_with_torch(glass[op], fast[op], [x])
