@@ -86,28 +86,6 @@ def count_chunks(texts: str | Iterable[str], pattern: str, progress: bool = True
     return counts
 
 
-def _merge_in_word(word: list[int], a: int, b: int, z: int, deltas: dict[int, int], c: int):
-    """`word` with every (a, b) replaced by z; records how neighbouring pair counts change."""
-    out: list[int] = []
-    i, n = 0, len(word)
-    while i < n:
-        if i + 1 < n and word[i] == a and word[i + 1] == b:
-            if out:
-                left = out[-1]  # may itself be a fresh z: `a b a b` becomes `z z`
-                deltas[left * PAIR_BASE + a] -= c
-                deltas[left * PAIR_BASE + z] += c
-            if i + 2 < n:
-                right = word[i + 2]
-                deltas[b * PAIR_BASE + right] -= c
-                deltas[z * PAIR_BASE + right] += c
-            out.append(z)
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return out
-
-
 def train_merges(
     chunk_counts: dict[bytes, int],
     num_merges: int,
@@ -149,21 +127,42 @@ def train_merges(
 
 
 def _apply_merge(key, z, words, counts, pair_counts, where, heap, min_frequency):
-    """Rewrite the chunks holding pair `key` and update pair counts, index and heap."""
+    """Rewrite the chunks holding pair `key` = (a, b) as z; update counts, index and heap.
+
+    Around each merge `x a b y` becomes `x z y`: (x, a) and (b, y) lose the chunk's
+    count, (x, z) and (z, y) gain it. The left neighbour x is read from the rewritten
+    chunk, so that `a b a b` correctly becomes `z z`.
+    """
     a, b = divmod(key, PAIR_BASE)
     deltas: defaultdict[int, int] = defaultdict(int)
     for w in where.pop(key):
-        word = words[w]
-        new = _merge_in_word(word, a, b, z, deltas, counts[w])
-        if len(new) == len(word):
-            continue  # a stale index entry: the pair left this chunk earlier
-        words[w] = new
-        for x, y in zip(new, new[1:]):
-            if x == z or y == z:
-                where[x * PAIR_BASE + y].add(w)
+        word, c = words[w], counts[w]
+        out: list[int] = []
+        i, n = 0, len(word)
+        while i < n:
+            if word[i] == a and i + 1 < n and word[i + 1] == b:
+                if out:
+                    left = out[-1]
+                    deltas[left * PAIR_BASE + a] -= c
+                    gained = left * PAIR_BASE + z
+                    deltas[gained] += c
+                    where[gained].add(w)
+                if i + 2 < n:
+                    right = word[i + 2]
+                    deltas[b * PAIR_BASE + right] -= c
+                    gained = z * PAIR_BASE + right
+                    deltas[gained] += c
+                    where[gained].add(w)
+                out.append(z)
+                i += 2
+            else:
+                out.append(word[i])
+                i += 1
+        if len(out) < n:  # else a stale index entry: the pair left this chunk earlier
+            words[w] = out
     del pair_counts[key]
     for pair, delta in deltas.items():
-        count = pair_counts[pair] + delta
+        count = pair_counts.get(pair, 0) + delta
         if count > 0:
             pair_counts[pair] = count
         else:
