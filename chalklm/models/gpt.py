@@ -57,13 +57,24 @@ class GPT(nn.Module):
             return self.position_embedding(T)
         return self.position_encoding(T)
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
+        """With `cache` (a `kv_cache.KVCache`, for generation), ids are only the new tokens,
+        placed after the cached ones, and logits are for the last position only: (B, 1, V)."""
         T = ids.shape[-1]
-        if T > self.config.block_size:
-            raise ShapeError(f"{T} tokens is more than block_size {self.config.block_size}")
-        x = self.dropout(self.token_embedding(ids) + self.positions(T))
-        for block in self.blocks:
-            x = block(x)
+        start = 0 if cache is None else cache.length
+        if start + T > self.config.block_size:
+            raise ShapeError(f"{start + T} tokens is more than block_size "
+                             f"{self.config.block_size}")
+        if cache is None:
+            x = self.dropout(self.token_embedding(ids) + self.positions(T))
+            for block in self.blocks:
+                x = block(x)
+        else:
+            x = self.token_embedding(ids) + cache.begin(T, self.positions(self.config.block_size))
+            for block, layer_cache in zip(self.blocks, cache.layers):
+                x = block(x, layer_cache)
+            cache.advance(T)
+            x = x[:, -1:]
         x = self.ln_f(x)
         if self.lm_head is None:
             logits = x @ self.token_embedding.weight.T

@@ -96,11 +96,13 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         self.fused = fused
 
-    def forward(self, q, k, v, causal: bool = False, padding_mask=None) -> torch.Tensor:
+    def forward(self, q, k, v, causal: bool = False, padding_mask=None,
+                keep=None) -> torch.Tensor:
+        """`keep`, if given, is a ready mask (True = may look), e.g. the KV cache's."""
         dropout = self.dropout if self.training else 0.0
-        mask = self._keep_mask(q, k, causal, padding_mask)
+        mask = self._keep_mask(q, k, causal, padding_mask) if keep is None else keep
         if self.fused:
-            is_causal = causal and padding_mask is None
+            is_causal = causal and padding_mask is None and keep is None
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=None if is_causal else mask, dropout_p=dropout,
                 is_causal=is_causal,
@@ -146,12 +148,18 @@ class MultiHeadAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
 
-    def forward(self, x, context=None, padding_mask=None) -> torch.Tensor:
+    def forward(self, x, context=None, padding_mask=None, cache=None) -> torch.Tensor:
+        """`cache` (a `kv_cache.LayerCache`, generation only): x holds just the new tokens;
+        their keys and values join the cached ones and the queries attend over all."""
         source = x if context is None else context
         q, k, v = (self.split_heads(layer(s)) for layer, s in
                    ((self.query, x), (self.key, source), (self.value, source)))
-        y = self.attention(q, k, v, causal=self.causal and context is None,
-                           padding_mask=padding_mask)
+        if cache is None:
+            y = self.attention(q, k, v, causal=self.causal and context is None,
+                               padding_mask=padding_mask)
+        else:
+            k, v = cache.store(k, v)
+            y = self.attention(q, k, v, keep=cache.keep)
         B, _, T, _ = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, T, -1))
 
@@ -180,6 +188,6 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd, bias)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_1(x)))
+    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_1(x), cache=cache))
         return x + self.dropout(self.mlp(self.ln_2(x)))

@@ -37,9 +37,11 @@ class SelfAttention(Module):
         self.dropout = dropout
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
-                padding_mask=None) -> Tensor:
+                padding_mask=None, hidden=None) -> Tensor:
+        """`hidden`, if given, is a ready mask (True = may not look), e.g. the KV cache's."""
         scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-        hidden = self.hidden_mask(q.shape[-2], k.shape[-2], causal, padding_mask)
+        if hidden is None:
+            hidden = self.hidden_mask(q.shape[-2], k.shape[-2], causal, padding_mask)
         if hidden is not None:
             scores = scores.masked_fill(hidden, -np.inf)  # e^-inf = 0: no weight at all
         weights = dropout(softmax(scores, axis=-1), self.dropout, self.training)
@@ -84,11 +86,17 @@ class MultiHeadAttention(Module):
         B, H, T, hs = y.shape
         return y.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, padding_mask=None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, padding_mask=None,
+                cache=None) -> Tensor:
+        """`cache` (a `kv_cache.LayerCache`, generation only): x holds just the new tokens;
+        their keys and values join the cached ones and the queries attend over all."""
         source = x if context is None else context
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(source))
         v = self.split_heads(self.value(source))
+        if cache is not None:
+            k, v = cache.store(k, v)
+            return self.proj(self.merge_heads(self.attention(q, k, v, hidden=cache.hidden)))
         y = self.attention(q, k, v, causal=self.causal and context is None,
                            padding_mask=padding_mask)
         return self.proj(self.merge_heads(y))

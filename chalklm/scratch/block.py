@@ -33,6 +33,6 @@ class Block(Module):
         self.mlp = MLP(n_embd, bias)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.dropout(self.attn(self.ln_1(x)))
+    def forward(self, x: Tensor, cache=None) -> Tensor:
+        x = x + self.dropout(self.attn(self.ln_1(x), cache=cache))
         return x + self.dropout(self.mlp(self.ln_2(x)))

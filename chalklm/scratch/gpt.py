@@ -63,16 +63,27 @@ class GPT(Module):
             return self.position_embedding(T)
         return self.position_encoding(T)
 
-    def forward(self, ids, targets=None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, ids, targets=None, cache=None) -> tuple[Tensor, Tensor | None]:
+        """With `cache` (a `kv_cache.KVCache`, for generation), ids are only the new tokens,
+        placed after the cached ones, and logits are for the last position only: (B, 1, V)."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ShapeError(f"GPT reads ids of shape (batch, time), got {ids.shape}")
         T = ids.shape[1]
-        if T > self.config.block_size:
-            raise ShapeError(f"{T} tokens is more than block_size {self.config.block_size}")
-        x = self.dropout(self.token_embedding(ids) + self.positions(T))
-        for block in self.blocks:
-            x = block(x)
+        start = 0 if cache is None else cache.length
+        if start + T > self.config.block_size:
+            raise ShapeError(f"{start + T} tokens is more than block_size "
+                             f"{self.config.block_size}")
+        if cache is None:
+            x = self.dropout(self.token_embedding(ids) + self.positions(T))
+        else:
+            positions = cache.begin(T, self.positions(self.config.block_size))
+            x = self.token_embedding(ids) + positions
+        for i, block in enumerate(self.blocks):
+            x = block(x) if cache is None else block(x, cache.layers[i])
+        if cache is not None:
+            cache.advance(T)
+            x = x[:, -1:]
         x = self.ln_f(x)
         if self.lm_head is None:  # tied: score each token by its own embedding row
             logits = x @ self.token_embedding.weight.T

@@ -1,0 +1,86 @@
+"""The fast engine's KV cache: the glass box's (chalklm/scratch/kv_cache.py), in torch.
+
+Same contents: for every layer, keys and values of shape (batch, heads, max_len, head_size),
+preallocated once and filled from the left; `length` columns are filled. Same masks (the
+glass box's `visible` and `position_ids`, computed in NumPy once per prompt). What makes
+it fast is what a decode step does not do: it allocates nothing (a new token's key and
+value are copied into the preallocated column), and with no padding it builds no mask at
+all (a single new token may look at every filled column).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from chalklm.errors import ShapeError
+from chalklm.scratch.kv_cache import position_ids, visible
+
+
+class LayerCache:
+    """One layer's keys and values, (batch, heads, max_len, hs) each."""
+
+    __slots__ = ("cache", "keys", "values")
+
+    def __init__(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor):
+        self.cache, self.keys, self.values = cache, keys, values
+
+    @property
+    def keep(self) -> torch.Tensor | None:
+        """True where a query may look at a key (torch's mask convention), or None: all."""
+        return self.cache.keep
+
+    def store(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new columns; return all filled ones (batch, heads, length + T, hs)."""
+        start = self.cache.length
+        end = start + k.shape[-2]
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """Every layer's keys and values for `batch` rows, `max_len` columns (default block_size)."""
+
+    def __init__(self, config, batch: int, max_len: int | None = None,
+                 dtype: torch.dtype = torch.float32, device="cpu"):
+        self.max_len = max_len or config.block_size
+        shape = (config.n_layer, batch, config.n_head, self.max_len, config.n_embd // config.n_head)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.layers = [LayerCache(self, self.keys[i], self.values[i])
+                       for i in range(config.n_layer)]
+        self.batch, self.device = batch, self.keys.device
+        self.reset()
+
+    def reset(self, pad=None) -> None:
+        """Forget everything; `pad` (batch,) counts each row's padding columns (or None)."""
+        self.length = 0
+        self.pad = None if pad is None or not np.any(pad) else np.asarray(pad, dtype=np.int64)
+        self.keep = None
+        self._decode_keep = None  # with padding: (batch, 1, 1, max_len), made once
+        if self.pad is not None:
+            row_keep = np.arange(self.max_len)[None, :] >= self.pad[:, None]
+            self._decode_keep = torch.from_numpy(row_keep[:, None, None, :]).to(self.device)
+
+    def begin(self, T: int, table: torch.Tensor) -> torch.Tensor:
+        """Get ready for T new columns: set the mask; return their position vectors."""
+        start = self.length
+        if start + T > self.max_len:
+            raise ShapeError(f"the cache holds {self.max_len} columns; {start} are "
+                             f"filled and {T} more do not fit")
+        if self.pad is None:
+            # one new token: no mask; a prompt: causal, made once
+            keep = visible(None, start, T)
+            self.keep = None if keep is None else torch.from_numpy(keep).to(self.device)
+            return table[start:start + T]
+        if T == 1:  # a real token looks at every real column so far
+            self.keep = self._decode_keep[..., :start + 1]
+        else:
+            self.keep = torch.from_numpy(visible(self.pad, start, T)).to(self.device)
+        ids = torch.from_numpy(position_ids(self.pad, start, T)).to(self.device)
+        return table[ids]
+
+    def advance(self, T: int) -> None:
+        """The T new columns are written in every layer: they count as filled."""
+        self.length += T
