@@ -20,6 +20,22 @@ from chalklm.errors import (
 
 __version__ = "0.1.0"
 
+# The front door, imported on first use (so `import chalklm` does not import torch):
+#   model, tokenizer = chalklm.load(DIR, engine="torch" | "scratch")
+#   chalklm.generate(model, ids, max_new_tokens, temperature=..., top_k=...)
+#   chalklm.stream(...)   the same, one Step per new token
+_LAZY = {"load": "chalklm.generation", "generate": "chalklm.generation",
+         "stream": "chalklm.generation"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'chalklm' has no attribute {name!r}")
+
+
 __all__ = [
     "ChalkError",
     "CheckpointError",
@@ -28,4 +44,7 @@ __all__ = [
     "ShapeError",
     "TokenizerError",
     "__version__",
+    "generate",
+    "load",
+    "stream",
 ]
