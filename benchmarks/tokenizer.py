@@ -10,6 +10,8 @@ Encoding the same files with the same vocabulary: MB/s of chalklm (first call, c
   encode_batch on all cores against one core, and against a thread pool.
 Peak memory (--big): training on a ~100 MB corpus (the data repeated), each trainer in
   its own process, read from the kernel's peak resident size (goal: under 3 GB).
+  chalklm gets the whole text as one string; tokenizers gets its lines (given one
+  100 MB string it holds several GB).
 
     python benchmarks/tokenizer.py [--small] [--big] [--naive-merges 5]
 
@@ -56,8 +58,19 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def timed(fn, *args, repeats: int = 2, **kwargs):
+    """(best time of `repeats` calls, the result of the last)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
 # ----------------------------------------------------------------- peers
-def hf_train(text: str, vocab_size: int, pattern: str):
+def hf_train(text, vocab_size: int, pattern: str):
+    """BpeTrainer on `text` (a string, or an iterator of strings as its docs feed it)."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -69,7 +82,7 @@ def hf_train(text: str, vocab_size: int, pattern: str):
         vocab_size=vocab_size, min_frequency=2, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator([text], trainer)
+    tok.train_from_iterator([text] if isinstance(text, str) else text, trainer)
     return tok
 
 
@@ -107,13 +120,9 @@ def training_table(texts, vocab_sizes, naive_merges, naive_full):
     for name, text in texts.items():
         naive_per_merge = None
         for vocab_size in vocab_sizes:
-            start = time.perf_counter()
-            tok = BPETokenizer.train(text, vocab_size, pattern="gpt4", progress=False)
-            ours_s = time.perf_counter() - start
+            ours_s, tok = timed(BPETokenizer.train, text, vocab_size, "gpt4", progress=False)
+            hf_s, hf = timed(hf_train, text, vocab_size, GPT4_PATTERN)
             tokenizers[(name, vocab_size)] = tok
-            start = time.perf_counter()
-            hf = hf_train(text, vocab_size, GPT4_PATTERN)
-            hf_s = time.perf_counter() - start
             merges = len(tok.merges)
             if naive_full:
                 naive_s = naive_train(text, merges, GPT4_PATTERN)[1]
@@ -187,7 +196,15 @@ PEAK_SCRIPT = """
 import resource, sys, time
 path, vocab, who = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, {bench!r})
+
+def rss_mb(field):  # VmRSS: resident now; VmHWM: the peak so far (Linux)
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 text = open(path, encoding="utf-8").read()
+after_read = rss_mb("VmRSS")
 start = time.perf_counter()
 if who == "chalklm":
     from chalklm.tokenizers import BPETokenizer
@@ -195,8 +212,8 @@ if who == "chalklm":
 else:
     from tokenizer import hf_train
     from chalklm.tokenizers.patterns import GPT4_PATTERN
-    hf_train(text, vocab, GPT4_PATTERN)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    hf_train(iter(text.splitlines(keepends=True)), vocab, GPT4_PATTERN)  # lines, as HF's docs
+print(time.perf_counter() - start, after_read, rss_mb("VmHWM"))
 """
 
 
@@ -212,7 +229,8 @@ def peak_memory_table(texts, megabytes: int, vocab_size: int):
         out = subprocess.run([sys.executable, "-c", script, str(path), str(vocab_size), who],
                              capture_output=True, text=True, check=True).stdout.split()
         rows.append({"trainer": who, "corpus_MB": size_mb, "vocab": vocab_size,
-                     "seconds": float(out[0]), "peak_rss_MB": int(out[1]) / 1024})
+                     "seconds": float(out[0]), "rss_after_reading_MB": float(out[1]),
+                     "peak_rss_MB": float(out[2])})
         print_row(rows[-1], list(rows[-1]))
     path.unlink()
     return rows
