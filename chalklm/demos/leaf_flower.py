@@ -120,7 +120,8 @@ def forward_pass_text(model: SimpleNetwork, task: Task, raw: np.ndarray, label: 
     out_w, out_b = model.output.weight.data, model.output.bias.data
     lines = ["  inputs as measured: " + ", ".join(
         f"{name} {value:g}{unit}" for name, value, unit in zip(task.inputs, raw, task.units))]
-    lines.append("  as the network reads them (each divided by its scale): " + ", ".join(
+    lines.append("  as the network reads them, each divided by its scale:")
+    lines.append("    " + ", ".join(
         f"{value:g}/{scale:g} = {x:.3f}" for value, scale, x in zip(raw, task.scales, scaled)))
     activations = []
     for j in range(hidden_w.shape[1]):
