@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from chalklm.errors import TokenizerError
 from chalklm.tokenizers.base import write_json, write_text_atomic
+from chalklm.tokenizers.bpe_merge import build_pair_table
+from chalklm.tokenizers.bpe_train import PAIR_BASE
 from chalklm.tokenizers.patterns import GPT2_PATTERN, export_pattern, import_pattern
 
 if TYPE_CHECKING:
@@ -132,7 +134,10 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
     every pair that joins into a token, ordered by the token's id, so that Hugging Face's
     lowest-merge-first rule picks what tiktoken's lowest-rank-first rule picks."""
     vocab = {_to_hf_text(token): i for i, token in enumerate(tok.vocab)}
-    joins = sorted((merged, left, right) for merged, left, right in _all_joins(tok))
+    joins = sorted(
+        (merged, *divmod(pair, PAIR_BASE))
+        for pair, merged in build_pair_table(tok.vocab, tok.rank).items()
+    )
     merges = [f"{_to_hf_text(tok.vocab[a])} {_to_hf_text(tok.vocab[b])}" for _, a, b in joins]
     byte_level = {
         "type": "ByteLevel",
@@ -145,15 +150,7 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {
-                "id": i,
-                "content": text,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
+            _added_token(text, i)
             for text, i in sorted(tok.special.ids.items(), key=lambda item: item[1])
         ],
         "normalizer": None,
@@ -187,12 +184,17 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
     write_json(path, data)
 
 
-def _all_joins(tok: BPETokenizer):
-    from chalklm.tokenizers.bpe_train import PAIR_BASE
-
-    for key, merged in tok._pair_table.items():
-        left, right = divmod(key, PAIR_BASE)
-        yield merged, left, right
+def _added_token(text: str, token_id: int) -> dict[str, Any]:
+    """A special token as Hugging Face lists it: matched verbatim, before any splitting."""
+    return {
+        "id": token_id,
+        "content": text,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
 
 
 def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, int]]:
