@@ -245,3 +245,12 @@ def test_block_cuts_never_change_chunks(text, pattern):
         patch.setattr(bpe_train, "_BLOCK_CHARS", 2)
         counted = bpe_train.count_chunks(text, PATTERNS[pattern], progress=False)
     assert counted == Counter(compile_pattern(PATTERNS[pattern]).findall(text))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(exclude_categories=()) | st.sampled_from("\ud800\udc00\ud83d")))
+def test_roundtrip_with_surrogates_is_the_utf16_repair(tok, text):
+    """Any str, lone surrogates included: decode(encode(s)) is s with surrogate pairs joined
+    and lone surrogates replaced by U+FFFD, and s itself when it has no surrogates."""
+    repaired = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert tok.decode(tok.encode_ordinary(text)) == repaired

@@ -242,3 +242,10 @@ def test_to_tiktoken_without_tiktoken_is_a_clear_error(trio, monkeypatch):
     monkeypatch.setitem(sys.modules, "tiktoken", None)
     with pytest.raises(TokenizerError, match="pip install tiktoken"):
         trio[0].to_tiktoken()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(exclude_categories=("Cn",)) | st.sampled_from("\ud800\udfff")))
+def test_lone_surrogates_encode_as_tiktoken_does(trio, text):
+    tok, tt, _ = trio  # Hugging Face's Rust strings cannot hold surrogates at all
+    assert tok.encode_ordinary(text) == tt.encode_ordinary(text)
