@@ -107,7 +107,7 @@ def penalize_repeats(scores: np.ndarray, seen: np.ndarray, penalty: float) -> np
 def keep_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k >= scores.shape[-1]:
         return scores
-    kth = np.partition(scores, -k, axis=-1)[..., -k:-k + 1]  # the k-th highest, per row
+    kth = np.partition(scores, -k, axis=-1)[..., [-k]]  # the k-th highest, per row
     return np.where(scores < kth, -np.inf, scores)
 
 

@@ -1,10 +1,20 @@
-"""`chalklm sample`: generate text from a checkpoint, with either engine."""
+"""`chalklm sample`: generate text from a checkpoint, with either engine.
+
+The text is written to the terminal token by token as it is produced. `--json` prints one
+machine-readable result instead; `--show-probs` prints, for each new token, the top
+candidates after softmax with their chances (the article's softmax at work).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 
 from chalklm.cli.common import positive_int
+
+DEFAULT_CANDIDATES = 5
 
 
 def _non_negative_float(text: str) -> float:
@@ -21,45 +31,154 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="generate text from a trained checkpoint")
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--prompt", default="",
+                   help="text to continue (default: none; generation then starts from the "
+                        "tokenizer's <|endoftext|> token if it has one, else a newline)")
     p.add_argument("--max-new-tokens", type=positive_int, default=300)
     p.add_argument("--temperature", type=_non_negative_float, default=0.8,
                    help="0 = greedy; higher = more random (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=None,
                    help="pick only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="pick only among the most likely tokens whose chances add up to p")
+    p.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens less likely than min-p times the most likely one")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="above 1 discourages tokens already in the text (default: 1, none)")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="end a sample when it writes TEXT (not printed); may be repeated")
+    p.add_argument("--num-samples", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--engine", choices=["torch", "scratch"], default="torch")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="the fast engine's number type (default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="re-read the whole text at every step instead of using the KV cache")
+    p.add_argument("--json", action="store_true", help="print one JSON result, not the text")
+    p.add_argument("--show-probs", type=positive_int, nargs="?", const=DEFAULT_CANDIDATES,
+                   default=None, metavar="N",
+                   help="for each new token, print the top N candidates after softmax "
+                        f"(default N: {DEFAULT_CANDIDATES})")
     p.set_defaults(func=run)
 
 
-def next_logits_for(checkpoint, engine: str, device: str):
-    """The `next_logits` function of the checkpoint's model in the chosen engine."""
-    if engine == "scratch":
-        from chalklm.scratch.models import GPT as ScratchGPT
-        from chalklm.training.scratch_engine import scratch_next_logits
+def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, str | None]:
+    """The text before the first stop string in it, and that string (or None)."""
+    hits = [(text.find(s), s) for s in stop if s in text]
+    if not hits:
+        return text, None
+    at, s = min(hits)
+    return text[:at], s
 
-        model = ScratchGPT(checkpoint.config)
-        model.load_state_dict(checkpoint.weights)
-        return scratch_next_logits(model)
-    from chalklm.generation import torch_next_logits
-    from chalklm.models import GPT
-    from chalklm.training.engines import resolve_device
 
-    device = resolve_device(device)
-    model = GPT(checkpoint.config)
-    model.load_weights(checkpoint.weights)
-    return torch_next_logits(model.to(device).eval(), device)
+class TextStream:
+    """Writes a row's text as its ids arrive. It holds back what may still change: a
+    character cut in the middle of its bytes (decoded as U+FFFD until it is whole) and
+    the last characters that could be the start of a stop string."""
+
+    def __init__(self, tokenizer, stop: list[str], out=None):
+        self.tokenizer, self.stop, self.out = tokenizer, stop, out or sys.stdout
+        self.ids: list[int] = []
+        self.written = 0
+        self.hold = max((len(s) for s in stop), default=1) - 1
+
+    def add(self, token: int) -> None:
+        self.ids.append(token)
+        text, stopped_by = _cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
+        end = len(text) if stopped_by else len(text.rstrip("\ufffd")) - self.hold
+        self._write(text, end)
+
+    def finish(self) -> None:
+        text, _ = _cut_at_stop(self.tokenizer.decode(self.ids), self.stop)
+        self._write(text, len(text))
+        self.out.write("\n")
+        self.out.flush()
+
+    def _write(self, text: str, end: int) -> None:
+        if end > self.written:
+            self.out.write(text[self.written:end])
+            self.out.flush()
+            self.written = end
+
+
+def _top(probs, tokenizer, n: int) -> list[tuple[str, float]]:
+    import numpy as np
+
+    best = np.argsort(-probs, kind="stable")[:n]
+    return [(tokenizer.decode([int(i)]), float(probs[i])) for i in best]
 
 
 def run(args) -> int:
-    from chalklm.checkpoint import load_checkpoint
-    from chalklm.generation import generate
+    from chalklm.generation import Controls, beginning, load, stream
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    prompt_ids = checkpoint.tokenizer.encode(args.prompt)  # an unknown character: one line
-    ids = generate(next_logits_for(checkpoint, args.engine, args.device), prompt_ids,
-                   args.max_new_tokens, checkpoint.config.block_size, args.temperature,
-                   args.top_k, args.seed)
-    print(checkpoint.tokenizer.decode(ids))
+    Controls(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)
+    model, tokenizer = load(args.checkpoint, args.engine, args.device, args.dtype)
+    prompt_ids = tokenizer.encode(args.prompt)  # an unknown character: one clear line
+    start = None
+    if not prompt_ids:
+        start = beginning(tokenizer)[1]
+        if not args.json:
+            print(f"(empty prompt: starting from {start})", file=sys.stderr)
+    stop = args.stop or []
+    steps = stream(model, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                   repetition_penalty=args.repetition_penalty, seed=args.seed, stop=stop,
+                   num_samples=args.num_samples, tokenizer=tokenizer,
+                   use_cache=not args.no_cache, probs=args.show_probs is not None)
+    samples = [[] for _ in range(args.num_samples)]
+    tops = [[] for _ in range(args.num_samples)]
+    live = args.num_samples == 1 and not args.json
+    printer = TextStream(tokenizer, stop) if live and args.show_probs is None else None
+    if printer is not None:
+        sys.stdout.write(args.prompt)
+    elif args.show_probs is not None and not args.json:
+        print(f"each new token, then the {args.show_probs} likeliest candidates after "
+              f"softmax (temperature {args.temperature}):")
+    started = time.perf_counter()
+    first_token_s = None
+    for step in steps:
+        first_token_s = first_token_s or time.perf_counter() - started
+        for b, token in enumerate(step.ids):
+            if token is None:
+                continue
+            samples[b].append(token)
+            if printer is not None:
+                printer.add(token)
+            if step.probs is not None:
+                top = _top(step.probs[b], tokenizer, args.show_probs)
+                tops[b].append(top)
+                if not args.json:
+                    tag = f"[{b + 1}] " if args.num_samples > 1 else ""
+                    cands = "  ".join(f"{t!r} {p:6.1%}" for t, p in top)
+                    print(f"{tag}{tokenizer.decode([token])!r:>8}  <-  {cands}")
+    seconds = time.perf_counter() - started
+    if printer is not None:
+        printer.finish()
+        return 0
+    results = []
+    for ids, top in zip(samples, tops):
+        text, stopped_by = _cut_at_stop(tokenizer.decode(ids), stop)
+        result = {"text": text, "ids": ids, "stopped_by": stopped_by}
+        if args.show_probs is not None:
+            result["top"] = top
+        results.append(result)
+    if args.json:
+        n = sum(len(s) for s in samples)
+        print(json.dumps({
+            "checkpoint": str(args.checkpoint), "engine": args.engine, "prompt": args.prompt,
+            "start": start, "prompt_ids": prompt_ids,
+            "controls": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                         "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
+                         "repetition_penalty": args.repetition_penalty, "seed": args.seed,
+                         "stop": stop, "num_samples": args.num_samples},
+            "samples": results, "new_tokens": n, "seconds": round(seconds, 4),
+            "first_token_seconds": round(first_token_s or 0.0, 4),
+            "tokens_per_second": round(n / seconds, 1) if seconds > 0 else None,
+        }, ensure_ascii=False))
+        return 0
+    for i, result in enumerate(results):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(args.prompt + result["text"])
     return 0
