@@ -1,6 +1,7 @@
 """The article's first network and first language model: they must actually learn."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -186,3 +187,15 @@ def test_cli_chars_runs_end_to_end(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "train loss" in out and "held-out loss" in out
     assert out.rstrip().splitlines()[-1].startswith("the")
+
+
+def test_chances_are_a_distribution_over_the_vocabulary():
+    settings = chars.Settings(context=4, embedding_dim=8, hidden=32, batch_size=32, lr=0.02,
+                              eval_windows=64)
+    trained = chars.train(TEXT, steps=100, seed=0, settings=settings, verbose=False)
+    chances = chars.next_chances(trained, "the cat s")
+    assert chances.shape == (trained.tokenizer.vocab_size,) and chances.min() >= 0
+    assert abs(chances.sum() - 1) < 1e-5
+    assert chances[trained.tokenizer.stoi["a"]] > 0.5  # after "at s" this text always has "a"
+    text = chars.chances_text(trained, "the cat s", "a", top=3)
+    assert len(re.findall(r"\d\.\d{3}", text)) == 4  # three guesses, then the true one

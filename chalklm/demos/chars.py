@@ -22,7 +22,7 @@ from chalklm.demos import defaults
 from chalklm.demos.show import check_seed, report_steps
 from chalklm.errors import ConfigError
 from chalklm.generation import generate
-from chalklm.scratch import manual_seed, no_grad
+from chalklm.scratch import manual_seed, no_grad, softmax
 from chalklm.scratch.models import NextCharacterModel
 from chalklm.scratch.optim import AdamW
 from chalklm.tokenizers import CharTokenizer
@@ -116,6 +116,26 @@ def train(text: str, steps: int = defaults.CHARS_STEPS, seed: int = 0,
     return result
 
 
+def next_chances(trained: TrainedChars, window: str) -> np.ndarray:
+    """The model's chance for each vocabulary character to come after `window`."""
+    model, tokenizer = trained.model, trained.tokenizer
+    model.eval()
+    with no_grad():
+        logits, _ = model(np.asarray([tokenizer.encode(window[-model.context:])]))
+    return softmax(logits, axis=-1).data[0]
+
+
+def chances_text(trained: TrainedChars, window: str, actual: str, top: int = 5) -> str:
+    """The `top` likeliest next characters after `window`, and the one the text really has."""
+    chances, chars = next_chances(trained, window), trained.tokenizer.chars
+    best = np.argsort(chances)[::-1][:top]
+    guesses = "   ".join(f"{chars[i]!r} {chances[i]:.3f}" for i in best)
+    return (f"After {window!r} the model gives the next character these chances "
+            f"(softmax of its {len(chances)} scores; the {top} likeliest):\n  {guesses}\n"
+            f"  The text really goes on with {actual!r}, which it gave "
+            f"{chances[trained.tokenizer.stoi[actual]]:.3f}.")
+
+
 def sample(trained: TrainedChars, length: int, temperature: float = 1.0, seed: int = 0,
            prompt: str = "") -> str:
     """`length` new characters, each picked from the model's chances given the ones before.
@@ -151,6 +171,9 @@ def run(steps: int = defaults.CHARS_STEPS, seed: int = 0, length: int = defaults
     print(f"Text: {name}, {len(text):,} characters (the last {settings.held_out:.0%} held out). "
           f"The model reads {settings.context} characters and guesses the next.")
     trained = train(text, steps, seed, settings)
+    start = int(len(text) * (1 - settings.held_out)) + 40  # a spot in the held-out text
+    window = text[start - settings.context:start]
+    print("\n" + chances_text(trained, window, text[start]))
     print(f"\n{length} characters, generated one at a time (temperature {temperature}, "
           f"seed {seed}):\n")
     print(prompt + sample(trained, length, temperature, seed, prompt))
