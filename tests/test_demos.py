@@ -199,3 +199,13 @@ def test_chances_are_a_distribution_over_the_vocabulary():
     assert chances[trained.tokenizer.stoi["a"]] > 0.5  # after "at s" this text always has "a"
     text = chars.chances_text(trained, "the cat s", "a", top=3)
     assert len(re.findall(r"\d\.\d{3}", text)) == 4  # three guesses, then the true one
+
+
+def test_cli_chars_rejects_an_unreadable_prompt_before_training(monkeypatch, capsys):
+    monkeypatch.setattr("chalklm.data.load_default_text", lambda: ("tiny", TEXT))
+    monkeypatch.setattr(chars, "train", lambda *a, **k: pytest.fail("trained anyway"))
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "chars", "--prompt", "The Cat"])  # no capitals in TEXT
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'T'" in err

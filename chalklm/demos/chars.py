@@ -167,6 +167,7 @@ def run(steps: int = defaults.CHARS_STEPS, seed: int = 0, length: int = defaults
     if length <= 0:
         raise ConfigError(f"length must be above 0, got {length}")
     name, text = load_default_text()
+    CharTokenizer(text).encode(prompt)  # a prompt the model cannot read fails before training
     settings = Settings()
     print(f"Text: {name}, {len(text):,} characters (the last {settings.held_out:.0%} held out). "
           f"The model reads {settings.context} characters and guesses the next.")
