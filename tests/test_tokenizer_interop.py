@@ -226,7 +226,7 @@ def test_reader_errors_are_clear(tmp_path):
         BPETokenizer.from_tiktoken_file(bad, "gpt2")
     gappy = tmp_path / "gappy.tiktoken"
     gappy.write_text("YQ== 0\nYg== 5\n")
-    with pytest.raises(TokenizerError, match="without gaps"):
+    with pytest.raises(TokenizerError, match="gaps"):
         BPETokenizer.from_tiktoken_file(gappy, "gpt2")
     wordpiece = tmp_path / "tokenizer.json"
     wordpiece.write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {}}}))
@@ -249,3 +249,33 @@ def test_to_tiktoken_without_tiktoken_is_a_clear_error(trio, monkeypatch):
 def test_lone_surrogates_encode_as_tiktoken_does(trio, text):
     tok, tt, _ = trio  # Hugging Face's Rust strings cannot hold surrogates at all
     assert tok.encode_ordinary(text) == tt.encode_ordinary(text)
+
+
+def test_hf_trained_files_with_special_tokens_first(tmp_path):
+    """tokenizers' ByteLevelBPETokenizer numbers its special tokens first (ids 0, 1) and the
+    bytes after them: read with id_offset 2, it gives Hugging Face's ids, and writes back
+    files that tiktoken and Hugging Face read the same way."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    text = (DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:200_000]
+    trained = ByteLevelBPETokenizer()
+    trained.train_from_iterator([text + MULTILINGUAL], vocab_size=900, show_progress=False,
+                                special_tokens=["<s>", "</s>"])
+    trained.save(str(tmp_path / "tokenizer.json"))
+    tok = BPETokenizer.from_hf(tmp_path / "tokenizer.json")
+    assert tok.id_offset == 2 and tok.special.ids == {"<s>": 0, "</s>": 1}
+    tok.save(tmp_path / "ours.json")
+    assert BPETokenizer.load(tmp_path / "ours.json") == tok
+    tok.save_hf(tmp_path / "back" / "tokenizer.json")
+    back = Tokenizer.from_file(str(tmp_path / "back" / "tokenizer.json"))
+    tt = tok.to_tiktoken()
+    for sample in [*CASES.values(), text[-20_000:], "<s>x</s>"]:
+        sample = sample.replace("<|endoftext|>", "").replace("<|im_start|>", "")
+        ids = tok.encode(sample, allowed_special="all")
+        assert ids == trained.encode(sample).ids == back.encode(sample).ids
+        assert ids == tt.encode(sample, allowed_special="all")
+        assert min(ids, default=2) >= 0 and tok.decode(ids) == sample
+    assert tok.id_to_bytes(2) == bytes([tok.byte_order[0]])
+    with pytest.raises(TokenizerError, match="outside the ordinary"):
+        BPETokenizer(tok.merges, special_tokens={"<s>": 5}, byte_order=tok.byte_order,
+                     id_offset=2)

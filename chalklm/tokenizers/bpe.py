@@ -38,9 +38,12 @@ _CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
 class BPETokenizer(Tokenizer):
     """Byte-level BPE. Build one with `BPETokenizer.train(...)`, `load`, or the `from_*` readers.
 
-    State: the split `pattern`, `merges` (merge i joins ids (a, b) into id 256 + i),
-    `special_tokens` ({text: id}, ids after the merges), and `byte_order` (the byte each
-    id 0-255 stands for: 0..255 for chalklm's own, a permutation in GPT-2's files).
+    State: the split `pattern`; `byte_order`, the byte each of the first 256 tokens
+    stands for (0..255 in chalklm's own, a permutation in GPT-2's files); `merges`, where
+    merge i joins the tokens with ids (a, b) into the token 256 + i; `special_tokens`
+    ({text: id}). `id_offset` shifts every ordinary id, for files that number special
+    tokens first (Hugging Face's RoBERTa-style layout); it is 0 in chalklm's own.
+    A token's rank is its position among the ordinary tokens: id = rank + id_offset.
     """
 
     type_name = "bpe"
@@ -51,6 +54,7 @@ class BPETokenizer(Tokenizer):
         pattern: str = "gpt4",
         special_tokens: dict[str, int] | None = None,
         byte_order: Sequence[int] | None = None,
+        id_offset: int = 0,
     ):
         self.pattern = resolve_pattern(pattern)
         self._regex = compile_pattern(self.pattern)
@@ -58,21 +62,25 @@ class BPETokenizer(Tokenizer):
         self.byte_order = list(range(256)) if byte_order is None else [int(b) for b in byte_order]
         if sorted(self.byte_order) != list(range(256)):
             raise TokenizerError("byte_order must list each of the 256 bytes exactly once")
+        if not isinstance(id_offset, int) or id_offset < 0:
+            raise TokenizerError(f"id_offset must be a whole number >= 0, got {id_offset!r}")
+        self.id_offset = id_offset
         self.merges = [(int(a), int(b)) for a, b in merges]
-        self.vocab: list[bytes] = [bytes([b]) for b in self.byte_order]  # id -> bytes
+        self.vocab: list[bytes] = [bytes([b]) for b in self.byte_order]  # rank -> bytes
         for i, (a, b) in enumerate(self.merges):
-            if not (0 <= a < 256 + i and 0 <= b < 256 + i):
+            left, right = a - id_offset, b - id_offset
+            if not (0 <= left < 256 + i and 0 <= right < 256 + i):
                 raise TokenizerError(f"merge {i} ({a}, {b}) uses an id not yet made")
-            self.vocab.append(self.vocab[a] + self.vocab[b])
-        self.rank = {token: i for i, token in enumerate(self.vocab)}  # bytes -> id
+            self.vocab.append(self.vocab[left] + self.vocab[right])
+        self.rank = {token: i for i, token in enumerate(self.vocab)}  # bytes -> rank
         if len(self.rank) != len(self.vocab):
             raise TokenizerError("two merges make the same token; the merges are corrupt")
-        self.special = SpecialTokens(special_tokens or {}, first_free_id=len(self.vocab))
-        self._byte_ids = [self.rank[bytes([b])] for b in range(256)]
+        ordinary = range(id_offset, id_offset + len(self.vocab))
+        self.special = SpecialTokens(special_tokens or {}, ordinary)
+        self._byte_ranks = [self.rank[bytes([b])] for b in range(256)]
         self._pair_table = build_pair_table(self.vocab, self.rank)
-        self._id_bytes: list[bytes | None] = self.vocab + [None] * (
-            self.special.end_id - len(self.vocab)
-        )
+        self._id_bytes: list[bytes | None] = [None] * self.special.end_id  # id -> bytes
+        self._id_bytes[ordinary.start : ordinary.stop] = self.vocab
         for text, token_id in self.special.ids.items():
             self._id_bytes[token_id] = text.encode("utf-8")
         self._cache = _ChunkCache(self._encode_chunk)
@@ -97,7 +105,7 @@ class BPETokenizer(Tokenizer):
         tokens found in the texts are cut out before counting.
         """
         pattern = resolve_pattern(pattern)
-        specials = SpecialTokens.from_list(special_tokens, first_free_id=0)
+        specials = SpecialTokens.from_list(special_tokens, first_id=0)
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials.ids):
             raise TokenizerError(
                 f"vocab_size must be at least 256 (the bytes) + {len(specials.ids)} special "
@@ -178,11 +186,14 @@ class BPETokenizer(Tokenizer):
         data = chunk.encode("utf-8")
         whole = self.rank.get(data)
         if whole is not None:
-            return [whole]
-        byte_ids = self._byte_ids
-        ids = [byte_ids[b] for b in data]
-        merge = merge_short if len(ids) <= SHORT_CHUNK else merge_long
-        return merge(ids, self._pair_table)
+            ranks = [whole]
+        else:
+            byte_ranks = self._byte_ranks
+            ranks = [byte_ranks[b] for b in data]
+            merge = merge_short if len(ranks) <= SHORT_CHUNK else merge_long
+            ranks = merge(ranks, self._pair_table)
+        offset = self.id_offset
+        return [r + offset for r in ranks] if offset else ranks
 
     # ----------------------------------------------------------------- decoding
     def id_to_bytes(self, token_id: int) -> bytes:
@@ -217,13 +228,14 @@ class BPETokenizer(Tokenizer):
         merges = [
             [a, b, self.vocab[256 + i].decode("utf-8", "backslashreplace")]
             for i, (a, b) in enumerate(self.merges)
-        ]
+        ]  # the third item is the merged token as text, for people reading the file
         return {
             "type": self.type_name,
             "version": FORMAT_VERSION,
             "pattern": self.pattern,
             "special_tokens": dict(self.special.ids),
             "byte_order": self.byte_order,
+            "id_offset": self.id_offset,
             "merges": merges,
         }
 
@@ -234,7 +246,13 @@ class BPETokenizer(Tokenizer):
                 f"unsupported bpe tokenizer format version {data.get('version')!r}"
             )
         merges = [(m[0], m[1]) for m in data["merges"]]  # m[2] is the readable token, for people
-        return cls(merges, data["pattern"], data["special_tokens"], data["byte_order"])
+        return cls(
+            merges,
+            data["pattern"],
+            data["special_tokens"],
+            data["byte_order"],
+            data.get("id_offset", 0),
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """One readable JSON file: pattern, special tokens, then one merge per line."""
@@ -246,8 +264,8 @@ class BPETokenizer(Tokenizer):
         cls, ranks: dict[bytes, int], pattern: str, special_tokens: dict[str, int] | None = None
     ) -> BPETokenizer:
         """A tokenizer from {token bytes: id} (a tiktoken vocabulary), merges recovered."""
-        byte_order, merges = formats.merges_from_ranks(ranks)
-        return cls(merges, pattern, special_tokens or {}, byte_order)
+        byte_order, merges, id_offset = formats.merges_from_ranks(ranks)
+        return cls(merges, pattern, special_tokens or {}, byte_order, id_offset)
 
     @classmethod
     def from_tiktoken_file(
@@ -263,7 +281,7 @@ class BPETokenizer(Tokenizer):
         return cls.from_ranks(ranks, pattern, special_tokens)
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
-        formats.write_tiktoken(path, self.vocab)
+        formats.write_tiktoken(path, self.vocab, self.id_offset)
 
     def to_tiktoken(self, name: str = "chalklm"):
         """A `tiktoken.Encoding` with this vocabulary, pattern and special tokens."""

@@ -40,20 +40,23 @@ def write_readable_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------- ranks -> merges
-def merges_from_ranks(ranks: dict[bytes, int]) -> tuple[list[int], list[tuple[int, int]]]:
-    """(byte_order, merges) that rebuild a {token bytes: id} vocabulary.
+def merges_from_ranks(
+    ranks: dict[bytes, int],
+) -> tuple[list[int], list[tuple[int, int]], int]:
+    """(byte_order, merges, id_offset) that rebuild a {token bytes: id} vocabulary.
 
-    The ids must be 0..n-1 with the 256 single bytes first. Each longer token is split
+    The ids must be consecutive, the 256 single bytes first. Each longer token is split
     the way BPE would have built it from lower-ranked tokens (minbpe's recover_merges).
     """
     by_id = sorted(ranks.items(), key=lambda item: item[1])
-    if [i for _, i in by_id] != list(range(len(by_id))):
-        raise TokenizerError("the vocabulary ids are not 0..n-1 without gaps")
+    offset = by_id[0][1] if by_id else 0
+    if [i for _, i in by_id] != list(range(offset, offset + len(by_id))):
+        raise TokenizerError("the vocabulary ids are not consecutive (there are gaps)")
     if len(by_id) < 256 or any(len(token) != 1 for token, _ in by_id[:256]):
         raise TokenizerError("the first 256 ids must be the 256 single bytes (byte-level BPE)")
     byte_order = [token[0] for token, _ in by_id[:256]]
     merges = [_split_in_two(token, rank, ranks) for token, rank in by_id[256:]]
-    return byte_order, merges
+    return byte_order, merges, offset
 
 
 def _split_in_two(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[int, int]:
@@ -78,9 +81,12 @@ def _split_in_two(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[int
 
 
 # ----------------------------------------------------------------- tiktoken
-def write_tiktoken(path: str | os.PathLike, vocab: list[bytes]) -> None:
+def write_tiktoken(path: str | os.PathLike, vocab: list[bytes], id_offset: int = 0) -> None:
     """One line per token: base64 of its bytes, a space, its id (tiktoken's format)."""
-    lines = [f"{base64.b64encode(token).decode('ascii')} {i}\n" for i, token in enumerate(vocab)]
+    lines = [
+        f"{base64.b64encode(token).decode('ascii')} {rank + id_offset}\n"
+        for rank, token in enumerate(vocab)
+    ]
     write_text_atomic(path, "".join(lines))
 
 
@@ -110,7 +116,7 @@ def to_tiktoken(tok: BPETokenizer, name: str):
     return tiktoken.Encoding(
         name=name,
         pat_str=export_pattern(tok.pattern, "tiktoken"),
-        mergeable_ranks=dict(tok.rank),
+        mergeable_ranks={token: rank + tok.id_offset for token, rank in tok.rank.items()},
         special_tokens=dict(tok.special.ids),
     )
 
@@ -133,7 +139,11 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
     """A `tokenizer.json`: Split(pattern) then ByteLevel, and a BPE model whose merges list
     every pair that joins into a token, ordered by the token's id, so that Hugging Face's
     lowest-merge-first rule picks what tiktoken's lowest-rank-first rule picks."""
-    vocab = {_to_hf_text(token): i for i, token in enumerate(tok.vocab)}
+    vocab = {_to_hf_text(token): rank + tok.id_offset for rank, token in enumerate(tok.vocab)}
+    for text, token_id in tok.special.ids.items():  # as in GPT-2's file: HF numbers an added
+        if text in vocab:  # token missing from the model's vocab after the vocab instead
+            raise TokenizerError(f"special token {text!r} is also an ordinary token's text")
+        vocab[text] = token_id
     joins = sorted(
         (merged, *divmod(pair, PAIR_BASE))
         for pair, merged in build_pair_table(tok.vocab, tok.rank).items()

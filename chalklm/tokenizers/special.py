@@ -17,32 +17,33 @@ ALLOWED_SPECIAL_MODES = ("none_raise", "none", "all")
 
 
 class SpecialTokens:
-    """{text: id} for the special tokens, their ids at or after `first_free_id`."""
+    """{text: id} for the special tokens, whose ids lie outside the `ordinary` ids."""
 
-    def __init__(self, ids: dict[str, int], first_free_id: int):
+    def __init__(self, ids: dict[str, int], ordinary: range):
         if not isinstance(ids, dict):
             raise TokenizerError(f"special_tokens must map text to id, got {type(ids).__name__}")
         for text, token_id in ids.items():
             if not isinstance(text, str) or not text:
                 raise TokenizerError(f"a special token must be a non-empty string, got {text!r}")
-            if not isinstance(token_id, int) or token_id < first_free_id:
+            if not isinstance(token_id, int) or token_id < 0 or token_id in ordinary:
                 raise TokenizerError(
                     f"special token {text!r} has id {token_id!r}; it must be a whole number "
-                    f">= {first_free_id} (after the ordinary tokens)"
+                    f">= 0 outside the ordinary tokens' ids {ordinary.start}..{ordinary.stop - 1}"
                 )
         if len(set(ids.values())) != len(ids):
             raise TokenizerError("two special tokens share an id")
         self.ids = dict(ids)
-        self.end_id = max([first_free_id, *(i + 1 for i in ids.values())])
+        self.end_id = max([ordinary.stop, *(i + 1 for i in ids.values())])
 
     @classmethod
-    def from_list(cls, texts: Sequence[str], first_free_id: int) -> SpecialTokens:
+    def from_list(cls, texts: Sequence[str], first_id: int) -> SpecialTokens:
+        """Special tokens numbered from `first_id` in the order listed."""
         if isinstance(texts, str):
             raise TokenizerError("special_tokens must be a list of strings, not one string")
         texts = list(texts)
         if len(set(texts)) != len(texts):
             raise TokenizerError(f"special_tokens lists a token twice: {texts}")
-        return cls({t: first_free_id + i for i, t in enumerate(texts)}, first_free_id)
+        return cls({t: first_id + i for i, t in enumerate(texts)}, range(first_id))
 
     def allowed(self, allowed_special: str | set[str], text: str) -> frozenset[str]:
         """The specials to encode as ids; raises if the text holds one that is not allowed."""
