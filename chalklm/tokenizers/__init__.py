@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from chalklm.errors import TokenizerError
-from chalklm.tokenizers.base import Tokenizer, read_json
+from chalklm.tokenizers.base import Tokenizer, _from_dict_checked, read_json
 from chalklm.tokenizers.char import CharTokenizer
 
 TOKENIZER_TYPES = ("char", "bpe")  # the "type" keys load_tokenizer understands
@@ -30,13 +30,13 @@ def _class_for(type_name: str, path) -> type[Tokenizer]:
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer saved by any chalklm tokenizer's `save`, dispatching on `"type"`."""
-    from chalklm.tokenizers.base import _from_dict_checked
-
     data = read_json(path)
     return _from_dict_checked(_class_for(data["type"], path), data, path)
 
 
 def __getattr__(name: str):
+    # BPETokenizer loads on first use: it imports regex and tqdm (~0.1 s), which a
+    # character-level run never needs.
     if name == "BPETokenizer":
         from chalklm.tokenizers.bpe import BPETokenizer
 
