@@ -1,0 +1,139 @@
+"""Training tokens/s: chalklm's fast engine against Hugging Face GPT2LMHeadModel.
+
+Both models are built with the identical configuration (layers, heads, width, context,
+vocabulary; tied embeddings, GELU-tanh, no dropout), trained on the same random batch
+with torch.optim.AdamW, in the same process, the settings taking turns round by round so
+a change in machine load hits them all alike. A step is forward + backward + clip + AdamW.
+
+    python benchmarks/train_throughput.py [--configs small,large] [--rounds 5] [--steps 10]
+
+Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
+bf16 autocast. Reports tokens/s (best round), the ratio to HF's best setting, and MFU
+against this machine's measured matmul rate in that dtype (6N + 12LHQT FLOPs per token).
+Writes benchmarks/results/train_throughput.json. Measure on an idle machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from chalklm.config import GPTConfig
+from chalklm.models import GPT
+from chalklm.training.report import measured_peak_flops
+
+# (layers, heads, width, context, batch, vocab), as the issue names them
+CONFIGS = {"small": (4, 4, 128, 64, 12, 65), "large": (6, 6, 384, 256, 8, 65)}
+
+
+def hf_model(layers, heads, width, context, vocab):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=vocab, n_positions=context, n_embd=width, n_layer=layers,
+                        n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        activation_function="gelu_new", tie_word_embeddings=True)
+    model = GPT2LMHeadModel(config)
+    model.config.use_cache = False
+
+    def loss_of(x, y):
+        return model(input_ids=x, labels=None).logits
+
+    return model, loss_of
+
+
+def chalklm_model(layers, heads, width, context, vocab, compile_: bool):
+    model = GPT(GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
+                          n_embd=width))
+    forward = torch.compile(model) if compile_ else model
+    return model, lambda x, y: forward(x)[0]
+
+
+def make_step(model, logits_of, dtype: str):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16"
+                else nullcontext())
+
+    def step(x, y):
+        with autocast:
+            logits = logits_of(x, y)
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]),
+                                                 y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def flops_per_token(layers, heads, width, context, vocab) -> float:
+    n = 12 * layers * width**2 + 13 * layers * width + vocab * width + 2 * width
+    return 6 * n + 12 * layers * width * context
+
+
+def bench(name, shape, rounds, steps, compile_):
+    layers, heads, width, context, batch, vocab = shape
+    torch.manual_seed(0)
+    x = torch.randint(0, vocab, (batch, context))
+    y = torch.randint(0, vocab, (batch, context))
+    settings = {}
+    for dtype in ("fp32", "bf16"):
+        for comp in ([False, True] if compile_ else [False]):
+            model, fn = chalklm_model(layers, heads, width, context, vocab, comp)
+            settings[f"chalklm {dtype}{' compile' if comp else ''}"] = make_step(model, fn, dtype)
+        model, fn = hf_model(layers, heads, width, context, vocab)
+        settings[f"hf {dtype}"] = make_step(model, fn, dtype)
+    for step in settings.values():  # warm up (and compile) outside the timing
+        for _ in range(3):
+            step(x, y)
+    best = {label: float("inf") for label in settings}
+    for _ in range(rounds):
+        for label, step in settings.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(x, y)
+            best[label] = min(best[label], (time.perf_counter() - start) / steps)
+    fpt = flops_per_token(layers, heads, width, context, vocab)
+    peaks = {d: measured_peak_flops("cpu", d) for d in ("fp32", "bf16")}
+    rows = {}
+    for label, seconds in best.items():
+        tok_s = batch * context / seconds
+        dtype = "bf16" if "bf16" in label else "fp32"
+        rows[label] = {"tokens_per_s": tok_s, "mfu": fpt * tok_s / peaks[dtype]}
+    hf_best = max(r["tokens_per_s"] for k, r in rows.items() if k.startswith("hf"))
+    print(f"\n{name} config (layers, heads, width, context, batch, vocab) = {shape}")
+    print(f"{'setting':<24}{'tokens/s':>12}{'x HF best':>11}{'MFU':>8}")
+    for label, r in rows.items():
+        r["vs_hf_best"] = r["tokens_per_s"] / hf_best
+        print(f"{label:<24}{r['tokens_per_s']:>12,.0f}{r['vs_hf_best']:>10.2f}x"
+              f"{100 * r['mfu']:>7.1f}%")
+    return {"shape": shape, "results": rows, "peak_flops": peaks}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="small,large")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile runs")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+              "rounds": args.rounds, "steps": args.steps, "configs": {}}
+    for name in args.configs.split(","):
+        report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
+                                        not args.no_compile)
+    out = Path(__file__).parent / "results" / "train_throughput.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
