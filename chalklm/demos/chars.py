@@ -34,8 +34,8 @@ class Settings:
 
     context: int = 8  # characters the model sees before the one it guesses
     embedding_dim: int = 16
-    hidden: int = 256
-    batch_size: int = 128
+    hidden: int = 512
+    batch_size: int = 256
     lr: float = 0.01
     held_out: float = 0.1  # the end of the text, never trained on
     eval_windows: int = 2048  # windows per loss estimate

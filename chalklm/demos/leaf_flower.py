@@ -163,7 +163,7 @@ def run(steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, seed: int = 0) -> di
           f"Outputs: neuron 0 = {task.outputs[0]!r}, neuron 1 = {task.outputs[1]!r}.")
     split = make_split(task, seed=check_seed(seed))
     print(f"{len(split.train_y)} training examples and {len(split.test_y)} held-out ones "
-          f"(seed {seed}), for example:")
+          f"(seed {seed}).\nHow they were made: {task.rule}.\nFor example:")
     print(examples_text(task, split.train_x, split.train_y))
     print(f"\nGradient descent, {steps} steps, learning rate {lr} (loss: mean squared error):")
     result = train(task, steps, lr, seed, split=split)
@@ -175,7 +175,8 @@ def run(steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, seed: int = 0) -> di
     second = RAIN_TOMORROW
     print(f"\nTask 2, the same network shape: {second.name}. The four inputs are now "
           f"{', '.join(second.inputs)};\nneuron 0 now means {second.outputs[0]!r}, "
-          f"neuron 1 {second.outputs[1]!r}. Only the data and the reading changed.")
+          f"neuron 1 {second.outputs[1]!r}. Only the data and the reading changed.\n"
+          f"How the data was made: {second.rule}.")
     other = train(second, steps, lr, seed)
     print(f"Held-out accuracy on {second.name}: {other.accuracy:.1%} "
           f"(random weights: {other.accuracy_before:.1%}). One held-out day:")

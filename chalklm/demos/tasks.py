@@ -25,6 +25,7 @@ class Task:
     units: tuple[str, ...]  # shown next to each raw value ("" for none)
     scales: tuple[float, ...]  # the network reads raw / scale, so every input is about 0..1
     outputs: tuple[str, ...]  # output neuron i means outputs[i]
+    rule: str  # how the data was made, in words (the network never sees this)
     sample: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
     def scaled(self, raw: np.ndarray) -> np.ndarray:
@@ -121,6 +122,8 @@ LEAF_OR_FLOWER = Task(
     units=("", "", "", " mL"),
     scales=(255.0, 255.0, 255.0, 100.0),
     outputs=("leaf", "flower"),
+    rule="leaves are mostly green and around 8 mL, flowers any bright colour and around "
+         "40 mL; autumn leaves and green flowers blur the line",
     sample=_leaves_and_flowers,
 )
 
@@ -130,5 +133,7 @@ RAIN_TOMORROW = Task(
     units=("%", "%", " C", " km/h"),
     scales=(100.0, 100.0, 40.0, 50.0),
     outputs=("dry", "rain"),
+    rule="rain when cloud cover + humidity > 130 (temperature and wind do not matter), "
+         "with 3% of days going against the rule",
     sample=_weather,
 )
