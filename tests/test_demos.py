@@ -123,7 +123,9 @@ def test_next_character_model_loss_falls():
     settings = chars.Settings(context=4, embedding_dim=8, hidden=32, batch_size=32, lr=0.02,
                               eval_windows=256)
     trained = chars.train(TEXT, steps=150, seed=0, settings=settings, verbose=False)
-    (_, first_train, first_held), *_, (_, last_train, last_held) = trained.history
+    (start, first_train, first_held), *_, (end, last_train, last_held) = trained.history
+    assert (start, end) == (0, 150) and len(trained.history) == 9
+    assert abs(first_train - math.log(trained.tokenizer.vocab_size)) < 0.5  # before training
     assert last_train < first_train - 1.0
     assert last_held < first_held - 1.0
     assert last_train < 1.0  # this text is very repetitive: far below ln(vocab) = 2.7
@@ -197,6 +199,8 @@ def test_chances_are_a_distribution_over_the_vocabulary():
     assert chances.shape == (trained.tokenizer.vocab_size,) and chances.min() >= 0
     assert abs(chances.sum() - 1) < 1e-5
     assert chances[trained.tokenizer.stoi["a"]] > 0.5  # after "at s" this text always has "a"
+    for short in ["", "s"]:  # shorter than the context: padded, still a distribution
+        assert abs(chars.next_chances(trained, short).sum() - 1) < 1e-5
     text = chars.chances_text(trained, "the cat s", "a", top=3)
     assert len(re.findall(r"\d\.\d{3}", text)) == 4  # three guesses, then the true one
 

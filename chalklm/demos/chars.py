@@ -22,7 +22,7 @@ from chalklm.demos import defaults
 from chalklm.demos.show import check_seed, report_steps
 from chalklm.errors import ConfigError
 from chalklm.generation import generate
-from chalklm.scratch import manual_seed, no_grad, softmax
+from chalklm.scratch import Tensor, manual_seed, no_grad, softmax
 from chalklm.scratch.models import NextCharacterModel
 from chalklm.scratch.optim import AdamW
 from chalklm.tokenizers import CharTokenizer
@@ -93,11 +93,22 @@ def train(text: str, steps: int = defaults.CHARS_STEPS, seed: int = 0,
     optimizer = AdamW(model.parameters(), lr=settings.lr)
     train_eval = random_windows(train_ids, settings.eval_windows, c, rng)
     held_eval = random_windows(held_ids, settings.eval_windows, c, rng)
-    result, shown = TrainedChars(model, tokenizer), report_steps(steps)
+    result = TrainedChars(model, tokenizer)
     if verbose:
         print(f"Vocabulary: {tokenizer.vocab_size} characters; knowing nothing means a loss of "
               f"ln {tokenizer.vocab_size} = {math.log(tokenizer.vocab_size):.2f}")
     bar = tqdm(range(steps), desc="training", unit="step", disable=not verbose)
+
+    def measure(done: int) -> None:
+        measured = (done, mean_loss(model, *train_eval), mean_loss(model, *held_eval))
+        result.history.append(measured)
+        bar.set_postfix(loss=f"{measured[1]:.3f}")
+        if verbose:
+            tqdm.write(f"  after {done:>6} steps: train loss {measured[1]:.3f}, "
+                       f"held-out loss {measured[2]:.3f}")
+
+    measure(0)
+    shown = {s + 1 for s in report_steps(steps)} - {1}
     for step in bar:
         # the step size shrinks in a straight line to a tenth: big moves first, then fine ones
         optimizer.param_groups[0]["lr"] = settings.lr * (1 - 0.9 * step / steps)
@@ -106,23 +117,39 @@ def train(text: str, steps: int = defaults.CHARS_STEPS, seed: int = 0,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step in shown:
-            measured = (step + 1, mean_loss(model, *train_eval), mean_loss(model, *held_eval))
-            result.history.append(measured)
-            bar.set_postfix(loss=f"{measured[1]:.3f}")
-            if verbose:
-                tqdm.write(f"  step {measured[0]:>6}: train loss {measured[1]:.3f}, "
-                           f"held-out loss {measured[2]:.3f}")
+        if step + 1 in shown:
+            measure(step + 1)
     return result
+
+
+def pad_id(tokenizer: CharTokenizer) -> int:
+    """What fills a window before the text is long enough: a new line, if the text has one."""
+    return tokenizer.stoi.get("\n", 0)
+
+
+def next_logits(trained: TrainedChars):
+    """`ids (1, n) -> scores of the next character`, as chalklm.generation wants it.
+
+    The model reads exactly `context` ids: longer texts are cut to their last `context`,
+    shorter ones padded on the left with `pad_id`, as if the text began on a fresh line.
+    """
+    model, pad = trained.model, pad_id(trained.tokenizer)
+
+    def scores(ids: np.ndarray) -> np.ndarray:
+        window = np.concatenate([np.full(model.context, pad), ids[0]])[-model.context:]
+        model.eval()
+        with no_grad():
+            logits, _ = model(window[None, :])
+        return logits.data[0]
+
+    return scores
 
 
 def next_chances(trained: TrainedChars, window: str) -> np.ndarray:
     """The model's chance for each vocabulary character to come after `window`."""
-    model, tokenizer = trained.model, trained.tokenizer
-    model.eval()
-    with no_grad():
-        logits, _ = model(np.asarray([tokenizer.encode(window[-model.context:])]))
-    return softmax(logits, axis=-1).data[0]
+    tokenizer = trained.tokenizer
+    logits = next_logits(trained)(np.asarray([tokenizer.encode(window)], dtype=np.int64))
+    return softmax(Tensor(logits), axis=-1).data
 
 
 def chances_text(trained: TrainedChars, window: str, actual: str, top: int = 5) -> str:
@@ -138,23 +165,11 @@ def chances_text(trained: TrainedChars, window: str, actual: str, top: int = 5) 
 
 def sample(trained: TrainedChars, length: int, temperature: float = 1.0, seed: int = 0,
            prompt: str = "") -> str:
-    """`length` new characters, each picked from the model's chances given the ones before.
-
-    Before the text is `context` characters long, the window is padded on the left with
-    new lines, as if the text began on a fresh line (or with the first vocabulary entry).
-    """
+    """`length` new characters, each picked from the model's chances given the ones before
+    (softmax of its scores divided by `temperature`), then fed back in as input."""
     model, tokenizer = trained.model, trained.tokenizer
-    pad = tokenizer.stoi.get("\n", 0)
-    prompt_ids = tokenizer.encode(prompt) if prompt else [pad]
-    model.eval()
-
-    def next_logits(ids: np.ndarray) -> np.ndarray:
-        window = np.concatenate([np.full(model.context, pad), ids[0]])[-model.context:]
-        with no_grad():
-            logits, _ = model(window[None, :])
-        return logits.data[0]
-
-    ids = generate(next_logits, prompt_ids, length, model.context, temperature,
+    prompt_ids = tokenizer.encode(prompt) if prompt else [pad_id(tokenizer)]
+    ids = generate(next_logits(trained), prompt_ids, length, model.context, temperature,
                    seed=check_seed(seed))
     return tokenizer.decode(ids[len(prompt_ids):])
 
