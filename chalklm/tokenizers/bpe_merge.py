@@ -16,7 +16,8 @@ import heapq
 
 from chalklm.tokenizers.bpe_train import PAIR_BASE
 
-SHORT_CHUNK = 12  # up to this many bytes the plain rescan beats the heap (measured)
+SHORT_CHUNK = 24  # up to this many bytes merge_short beats the heap (measured)
+_NO_MERGE = 1 << 62  # larger than any id: the pair joins into no token
 
 
 def build_pair_table(vocab: list[bytes | None], rank: dict[bytes, int]) -> dict[int, int]:
@@ -33,17 +34,22 @@ def build_pair_table(vocab: list[bytes | None], rank: dict[bytes, int]) -> dict[
 
 
 def merge_short(ids: list[int], table: dict[int, int]) -> list[int]:
-    """Rescan all pairs after each merge: quadratic, but fastest for a short chunk."""
+    """tiktoken's loop: keep the merged id of every adjacent pair, merge the lowest (the
+    leftmost of equals), then refresh only the two pairs around it. Each step is O(n),
+    but `min` and `index` scan in C, so it is the fastest way for a short chunk."""
     get = table.get
-    while len(ids) > 1:
-        best, at = None, -1
-        for i in range(len(ids) - 1):
-            merged = get(ids[i] * PAIR_BASE + ids[i + 1])
-            if merged is not None and (best is None or merged < best):
-                best, at = merged, i
-        if best is None:
+    merged = [get(ids[i] * PAIR_BASE + ids[i + 1], _NO_MERGE) for i in range(len(ids) - 1)]
+    while merged:
+        best = min(merged)
+        if best == _NO_MERGE:
             break
-        ids[at : at + 2] = (best,)
+        i = merged.index(best)
+        ids[i : i + 2] = (best,)
+        del merged[i]  # merged[k] is again the pair (ids[k], ids[k + 1]) for every k != i - 1, i
+        if i < len(merged):
+            merged[i] = get(best * PAIR_BASE + ids[i + 1], _NO_MERGE)
+        if i > 0:
+            merged[i - 1] = get(ids[i - 1] * PAIR_BASE + best, _NO_MERGE)
     return ids
 
 
