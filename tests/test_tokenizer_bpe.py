@@ -183,9 +183,13 @@ def test_special_tokens(tok):
 
 
 def test_custom_pattern_that_skips_text_is_an_error():
-    tok = BPETokenizer.train("abc abc", 260, pattern=r"\w+", progress=False)
+    with pytest.raises(TokenizerError, match="skips some characters"):
+        BPETokenizer.train("abc abc", 260, pattern=r"\w+", progress=False)
+    tok = BPETokenizer.train("abcabc", 260, pattern=r"\w+", progress=False)
     with pytest.raises(TokenizerError, match="skips some characters"):
         tok.encode("abc abc")
+    covering = BPETokenizer.train("abc abc", 260, pattern=r"\w+|[\s\S]", progress=False)
+    assert covering.decode(covering.encode("abc, abc")) == "abc, abc"
 
 
 def test_save_load_is_readable_and_exact(tok, tmp_path):

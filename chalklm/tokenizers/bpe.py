@@ -27,7 +27,12 @@ from chalklm.tokenizers.bpe_train import (
     train_merges,
     utf8_bytes,
 )
-from chalklm.tokenizers.patterns import compile_pattern, pattern_name, resolve_pattern
+from chalklm.tokenizers.patterns import (
+    check_covers,
+    compile_pattern,
+    pattern_name,
+    resolve_pattern,
+)
 from chalklm.tokenizers.special import SpecialTokens
 
 FORMAT_VERSION = 1
@@ -175,11 +180,8 @@ class BPETokenizer(Tokenizer):
 
     def _split(self, text: str) -> list[str]:
         chunks = self._regex.findall(text)
-        if not self._named_pattern and sum(map(len, chunks)) != len(text):
-            raise TokenizerError(
-                "the custom pattern skips some characters of the text, so they could not "
-                "be decoded back; end the pattern with a catch-all such as |\\s+|."
-            )
+        if not self._named_pattern:
+            check_covers(chunks, text)
         return chunks
 
     def _encode_chunk(self, chunk: str) -> list[int]:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from chalklm.tokenizers.patterns import PATTERNS, compile_pattern
+from chalklm.tokenizers.patterns import PATTERNS, check_covers, compile_pattern
 
 PAIR_BASE = 1 << 24  # ids stay below this, so a * PAIR_BASE + b orders pairs like (a, b)
 _BLOCK_CHARS = 1 << 20
@@ -77,11 +77,15 @@ def count_chunks(texts: str | Iterable[str], pattern: str, progress: bool = True
     if isinstance(texts, str):
         texts = [texts]
     split = compile_pattern(pattern).findall
+    named = pattern in PATTERNS.values()
     counts: Counter[str] = Counter()
     with tqdm(desc="counting chunks", unit="char", unit_scale=True, disable=not progress) as bar:
         for text in texts:
             for block in _blocks(text, pattern):
-                counts.update(split(block))
+                chunks = split(block)
+                if not named:
+                    check_covers(chunks, block)
+                counts.update(chunks)
                 bar.update(len(block))
     return counts
 

@@ -68,6 +68,15 @@ def import_pattern(text: str, exporter: str) -> str:
     return text
 
 
+def check_covers(chunks: list[str], text: str) -> None:
+    """A custom pattern must match every character, or the skipped ones would be lost."""
+    if sum(map(len, chunks)) != len(text):
+        raise TokenizerError(
+            "the custom pattern skips some characters of the text, so they could not be "
+            "decoded back; end it with a catch-all alternative such as |[\\s\\S]"
+        )
+
+
 @functools.lru_cache(maxsize=32)
 def compile_pattern(pattern: str) -> regex.Pattern:
     try:
