@@ -4,4 +4,7 @@
   flower; then the same network shape, fed other data, answers another question.
 - `chars`: the first language model: predict the next character from the previous few,
   then generate text one character at a time, each output fed back as input.
+
+The synthetic tasks live in `tasks`, the shared printing helpers in `show`, and the
+defaults the command line shows in `defaults`. The models are in chalklm/scratch/models.py.
 """
