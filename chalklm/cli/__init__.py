@@ -14,7 +14,7 @@ import sys
 from chalklm.errors import ChalkError
 
 # The subcommand modules, in the order `chalklm --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer"]
+COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer", "translate"]
 
 
 class _Parser(argparse.ArgumentParser):
