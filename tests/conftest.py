@@ -8,6 +8,9 @@ import pytest
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("CHALKLM_DATA_DIR", str(_SHARED))
 os.environ["CHALKLM_OFFLINE"] = "1"
+# The glass box multiplies small matrices: one BLAS thread avoids threads spinning for a
+# core that torch (or another test process) holds; must be set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture
