@@ -54,7 +54,7 @@ class Controls:
 
     temperature          0 = greedy (the highest score); else scores / temperature, so
                          below 1 sharpens the chances and above 1 flattens them
-    top_k                keep only the k highest scores (ties with the k-th are kept)
+    top_k                keep only the k highest scores
     top_p                keep the fewest tokens whose chances add up to at least top_p
     min_p                keep tokens whose chance is at least min_p x the top chance
     repetition_penalty   scores of tokens already in the row are divided by it (a
@@ -104,11 +104,19 @@ def penalize_repeats(scores: np.ndarray, seen: np.ndarray, penalty: float) -> np
     return np.where(seen, lowered, scores)
 
 
+def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k): the ids of each row's k highest scores, in vocabulary order."""
+    last = scores.shape[-1] - k
+    return np.sort(np.argpartition(scores, last, axis=-1)[:, last:], axis=-1)
+
+
 def keep_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k >= scores.shape[-1]:
         return scores
-    kth = np.partition(scores, -k, axis=-1)[..., [-k]]  # the k-th highest, per row
-    return np.where(scores < kth, -np.inf, scores)
+    ids = top_k_ids(scores, k)
+    kept = np.full_like(scores, -np.inf)
+    np.put_along_axis(kept, ids, np.take_along_axis(scores, ids, axis=-1), axis=-1)
+    return kept
 
 
 def keep_top_p(scores: np.ndarray, p: float) -> np.ndarray:
@@ -140,11 +148,15 @@ def probabilities(scores: np.ndarray, controls: Controls,
     scores = scores / controls.temperature
     if controls.top_k is not None:
         scores = keep_top_k(scores, int(controls.top_k))
+    return softmax(_top_p_min_p(scores, controls))
+
+
+def _top_p_min_p(scores: np.ndarray, controls: Controls) -> np.ndarray:
     if controls.top_p is not None:
         scores = keep_top_p(scores, controls.top_p)
     if controls.min_p:
         scores = keep_min_p(scores, controls.min_p)
-    return softmax(scores)
+    return scores
 
 
 def draw(chances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -158,12 +170,21 @@ def draw(chances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def pick(scores: np.ndarray, controls: Controls, rng: np.random.Generator,
          seen: np.ndarray | None = None) -> np.ndarray:
-    """The next id of every row from scores (rows, vocab)."""
+    """The next id of every row from scores (rows, vocab): a draw from `probabilities`."""
+    if controls.repetition_penalty != 1 and seen is not None:
+        scores = penalize_repeats(scores, seen, controls.repetition_penalty)
     if controls.greedy:
-        if controls.repetition_penalty != 1 and seen is not None:
-            scores = penalize_repeats(scores, seen, controls.repetition_penalty)
         return np.argmax(scores, axis=-1)
-    return draw(probabilities(scores, controls, seen), rng)
+    k = controls.top_k
+    if k is not None and k < scores.shape[-1]:
+        # The same draw with only the k candidates (in vocabulary order, so the running
+        # total is the same): top_p, min_p and softmax then touch k numbers, not 50,000.
+        ids = top_k_ids(scores, k)
+        kept = np.take_along_axis(scores, ids, axis=-1).astype(np.float64) / controls.temperature
+        chosen = draw(softmax(_top_p_min_p(kept, controls)), rng)
+        return np.take_along_axis(ids, chosen[:, None], axis=-1)[:, 0]
+    scores = np.asarray(scores, dtype=np.float64) / controls.temperature
+    return draw(softmax(_top_p_min_p(scores, controls)), rng)
 
 
 def pick_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
@@ -509,35 +530,40 @@ DTYPES = ("float32", "bfloat16", "float16")
 def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32"):
     """`model, tokenizer` from a checkpoint folder (or a run folder: its best/), ready to
     generate: the glass box's GPT (engine="scratch", NumPy) or the fast engine's
-    (engine="torch", on `device` in `dtype`), in eval mode."""
-    from chalklm.checkpoint import load_checkpoint
+    (engine="torch", on `device` in `dtype`), in eval mode. tokenizer is None when the
+    folder has no tokenizer.json (then prompts are ids)."""
+    from chalklm import checkpoint
     from chalklm.config import GPTConfig
 
     if engine not in ("torch", "scratch"):
         raise ConfigError(f"engine must be 'torch' or 'scratch', got {engine!r}")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint.config, GPTConfig):
-        raise ConfigError(f"{checkpoint.path}: a {checkpoint.config.model_type!r} model; "
+    folder = checkpoint.resolve(path)
+    config = checkpoint.load_config(folder)
+    if not isinstance(config, GPTConfig):
+        raise ConfigError(f"{folder}: a {config.model_type!r} model; "
                           "generation needs a GPT checkpoint")
+    weights = checkpoint.load_weights(folder)
+    tokenizer = (checkpoint.load_tokenizer(folder)
+                 if (folder / checkpoint.TOKENIZER_FILE).is_file() else None)
     if engine == "scratch":
         if dtype != "float32":
             raise ConfigError("the glass box computes in float32; drop the dtype")
         from chalklm.scratch.gpt import GPT as ScratchGPT
 
-        model = ScratchGPT(checkpoint.config)
-        model.load_state_dict(checkpoint.weights)
+        model = ScratchGPT(config)
+        model.load_state_dict(weights)
     else:
         import torch
 
         from chalklm.models import GPT
         from chalklm.training.engines import resolve_device
 
-        model = GPT(checkpoint.config)
-        model.load_weights(checkpoint.weights)
+        model = GPT(config)
+        model.load_weights(weights)
         model = model.to(device=resolve_device(device), dtype=getattr(torch, dtype))
         for p in model.parameters():
             p.requires_grad_(False)
     model.eval()
-    return model, checkpoint.tokenizer
+    return model, tokenizer

@@ -22,6 +22,7 @@ from chalklm.generation import (
     keep_top_k,
     keep_top_p,
     penalize_repeats,
+    pick,
     probabilities,
     stream,
 )
@@ -197,6 +198,20 @@ def test_draws_follow_the_chances():
     counts = np.bincount(ids, minlength=4) / len(ids)
     np.testing.assert_allclose(counts, [0.1, 0.0, 0.6, 0.3], atol=0.015)
     assert counts[1] == 0
+
+
+@pytest.mark.parametrize("controls", [Controls(1.0, 50), Controls(0.7, 40, 0.9, 0.01),
+                                      Controls(1.3, None, 0.95), Controls(1.0, 1)])
+def test_pick_draws_what_probabilities_says(controls):
+    """`pick` takes a short cut with top_k (only the k candidates); it must draw exactly
+    what `draw(probabilities(...))` over the whole vocabulary draws."""
+    scores = np.random.default_rng(0).standard_normal((8, 5000)).astype(np.float32)
+    for seed in range(20):
+        assert pick(scores, controls, np.random.default_rng(seed)).tolist() == \
+            draw(probabilities(scores, controls), np.random.default_rng(seed)).tolist()
+    chances = probabilities(scores, controls)
+    if controls.top_k:
+        assert ((chances > 0).sum(1) <= controls.top_k).all()
 
 
 def test_sampling_is_seeded_and_the_same_in_both_engines(models):

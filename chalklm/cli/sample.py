@@ -110,10 +110,14 @@ def _top(probs, tokenizer, n: int) -> list[tuple[str, float]]:
 
 
 def run(args) -> int:
+    from chalklm.errors import ConfigError
     from chalklm.generation import Controls, beginning, load, stream
 
     Controls(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)
     model, tokenizer = load(args.checkpoint, args.engine, args.device, args.dtype)
+    if tokenizer is None:
+        raise ConfigError(f"{args.checkpoint}: no tokenizer.json, so no way to read the prompt "
+                          "or write text; use chalklm.generate with ids instead")
     prompt_ids = tokenizer.encode(args.prompt)  # an unknown character: one clear line
     start = None
     if not prompt_ids:

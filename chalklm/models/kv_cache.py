@@ -46,8 +46,9 @@ class KVCache:
                  dtype: torch.dtype = torch.float32, device="cpu"):
         self.max_len = max_len or config.block_size
         shape = (config.n_layer, batch, config.n_head, self.max_len, config.n_embd // config.n_head)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # empty, not zeros: a column is always written before anything reads it
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
         self.layers = [LayerCache(self, self.keys[i], self.values[i])
                        for i in range(config.n_layer)]
         self.batch, self.device = batch, self.keys.device

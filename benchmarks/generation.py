@@ -1,0 +1,260 @@
+"""How fast does chalklm generate? Against transformers' generate(), same weights, same run.
+
+For each model shape, one random chalklm GPT is saved as a checkpoint and exported with
+`chalklm.interop.export_hf`; transformers loads the export (GPT2LMHeadModel), so both
+sides compute with identical weights, in the same dtype, with the same thread count.
+Shapes: `small` (6 layers, 6 heads, 384 wide, context 256, vocab 65) and `gpt2` (GPT-2
+small: 12, 12, 768, 1024, 50257). Tasks:
+
+  greedy   one prompt of 16 tokens, 256 new tokens, temperature 0 (both sides cached)
+  batch    8 prompts of 8..16 tokens (left-padded on both sides), 256 new tokens each,
+           sampled (temperature 1, top_k 50)
+  glass    the glass box (NumPy) on the greedy task, fewer tokens (it is the slow one)
+
+Each measurement runs in its own process (so peak memory is its own), twice per
+repeat, turn about between the two sides so background load falls on both alike; the
+best repeat counts. Reported: tokens/s (new tokens over the whole call, prompt included),
+time to first token, peak resident memory above the process's size before loading the
+model, and whether greedy tokens agree.
+
+    python benchmarks/generation.py [--shapes small,gpt2] [--dtypes float32,bfloat16]
+        [--new-tokens 256] [--repeats 3] [--threads N] [--glass-tokens 32]
+
+Writes benchmarks/results/generation.json. Ratios, not absolute times, are the point:
+run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHAPES = {
+    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65),
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
+}
+TASKS = ("greedy", "batch")
+BATCH = 8
+TOP_K = 50
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="small,gpt2")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--tasks", default="greedy,batch")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--glass-tokens", type=int, default=32,
+                        help="new tokens for the glass box (0: skip it)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"
+                                             / "generation.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, as JSON
+    return parser.parse_args()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak() -> None:
+    """Start the peak-memory count afresh (Linux: writing 5 to clear_refs resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_mb() -> float:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def prompts(vocab: int, n_tokens: int, task: str) -> list[list[int]]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if task == "batch":
+        lengths = rng.integers(max(1, n_tokens // 2), n_tokens + 1, size=BATCH)
+        return [rng.integers(0, vocab, size=int(n)).tolist() for n in lengths]
+    return [rng.integers(0, vocab, size=n_tokens).tolist()]
+
+
+# ---- one measurement (in a child process) ---------------------------------------------------
+
+
+def child(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    side, task, n = spec["side"], spec["task"], spec["new_tokens"]
+    rows = prompts(spec["vocab"], spec["prompt_tokens"], task)
+    if side == "transformers":
+        import transformers  # noqa: F401  (its import is not the model's memory)
+    else:
+        import chalklm.generation  # noqa: F401
+    reset_peak()
+    base = rss_mb()
+    if side == "transformers":
+        run, load_s = hf_runner(spec, rows)
+    else:
+        run, load_s = chalklm_runner(spec, rows)
+    run(min(4, n))  # warm up: first calls allocate and pick kernels
+    started = time.perf_counter()
+    ids, first = run(n)
+    seconds = time.perf_counter() - started
+    peak = peak_mb()
+    return {"seconds": seconds, "new_tokens": n * len(rows), "first_token_s": first,
+            "tokens_per_s": n * len(rows) / seconds, "peak_mb": peak - base,
+            "load_s": load_s, "ids": ids[0][:64]}
+
+
+def chalklm_runner(spec, rows):
+    import chalklm
+
+    started = time.perf_counter()
+    engine = "scratch" if spec["side"] == "glass" else "torch"
+    model, _ = chalklm.load(spec["ckpt"], engine=engine, dtype=spec["dtype"])
+    load_s = time.perf_counter() - started
+    controls = (dict(temperature=0) if spec["task"] != "batch"
+                else dict(temperature=1.0, top_k=TOP_K, seed=0))
+
+    def run(n):
+        out = [[] for _ in rows]
+        start, first = time.perf_counter(), None
+        for step in chalklm.stream(model, rows, n, **controls):
+            first = first or time.perf_counter() - start
+            for row, i in zip(out, step.ids):
+                row.append(i)
+        return out, first
+
+    return run, load_s
+
+
+def hf_runner(spec, rows):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    started = time.perf_counter()
+    model = GPT2LMHeadModel.from_pretrained(spec["hf"], dtype=getattr(torch, spec["dtype"]))
+    model.eval()
+    load_s = time.perf_counter() - started
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, row in enumerate(rows):  # left padding, as generate() wants for decoder-only
+        ids[b, width - len(row):] = torch.tensor(row)
+        mask[b, width - len(row):] = 1
+    sampled = spec["task"] == "batch"
+    controls = (dict(do_sample=True, temperature=1.0, top_k=TOP_K) if sampled
+                else dict(do_sample=False))
+
+    def generate(n):
+        with torch.inference_mode():
+            return model.generate(ids, attention_mask=mask, max_new_tokens=n,
+                                  min_new_tokens=n, pad_token_id=0, eos_token_id=None,
+                                  **controls)
+
+    def run(n):
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        generate(1)
+        first = time.perf_counter() - start
+        out = generate(n)
+        return out[:, width:].tolist(), first
+
+    return run, load_s
+
+
+# ---- the parent: models, turn-about runs, the table -----------------------------------------
+
+
+def make_model(shape: str, folder: Path) -> tuple[Path, Path]:
+    import torch
+
+    from chalklm.checkpoint import save_checkpoint
+    from chalklm.config import GPTConfig
+    from chalklm.interop import export_hf
+    from chalklm.models import GPT
+
+    torch.manual_seed(0)
+    config = GPTConfig(**SHAPES[shape])
+    model = GPT(config)
+    ckpt = save_checkpoint(folder / f"{shape}-chalklm", model.state_dict(), config)
+    export_hf(ckpt, folder / f"{shape}-hf")
+    return ckpt, folder / f"{shape}-hf"
+
+
+def measure(spec: dict) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"measurement {spec['side']} {spec['task']} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def best(results: list[dict]) -> dict:
+    return max(results, key=lambda r: r["tokens_per_s"])
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shapes.split(","):
+            ckpt, hf = make_model(shape, Path(tmp))
+            base = dict(ckpt=str(ckpt), hf=str(hf), vocab=SHAPES[shape]["vocab_size"],
+                        threads=args.threads, prompt_tokens=args.prompt_tokens,
+                        new_tokens=args.new_tokens)
+            for dtype in args.dtypes.split(","):
+                for task in args.tasks.split(","):
+                    spec = dict(base, dtype=dtype, task=task)
+                    runs = {"chalklm": [], "transformers": []}
+                    for rep in range(args.repeats):
+                        order = ("chalklm", "transformers") if rep % 2 == 0 else \
+                            ("transformers", "chalklm")
+                        for side in order:
+                            runs[side].append(measure(dict(spec, side=side)))
+                    ours, theirs = best(runs["chalklm"]), best(runs["transformers"])
+                    rows.append(dict(shape=shape, dtype=dtype, task=task, chalklm=ours,
+                                     transformers=theirs,
+                                     speedup=ours["tokens_per_s"] / theirs["tokens_per_s"],
+                                     same_tokens=ours["ids"] == theirs["ids"]
+                                     if task == "greedy" else None))
+                    print_row(rows[-1])
+            if args.glass_tokens > 0:
+                glass = measure(dict(base, dtype="float32", task="greedy", side="glass",
+                                     new_tokens=args.glass_tokens))
+                rows.append(dict(shape=shape, dtype="float32", task="glass", chalklm=glass))
+                print(f"{shape:6} float32  glass box greedy: {glass['tokens_per_s']:.1f} tok/s "
+                      f"({args.glass_tokens} new tokens), first token "
+                      f"{glass['first_token_s'] * 1e3:.0f} ms, peak +{glass['peak_mb']:.0f} MB")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def print_row(row: dict) -> None:
+    ours, theirs = row["chalklm"], row["transformers"]
+    same = "" if row["same_tokens"] is None else \
+        f"  same tokens: {'yes' if row['same_tokens'] else 'no'}"
+    print(f"{row['shape']:6} {row['dtype']:9} {row['task']:6}  chalklm "
+          f"{ours['tokens_per_s']:7.1f} tok/s  transformers {theirs['tokens_per_s']:7.1f} tok/s"
+          f"  = {row['speedup']:.2f}x   first token {ours['first_token_s'] * 1e3:.0f} / "
+          f"{theirs['first_token_s'] * 1e3:.0f} ms   peak +{ours['peak_mb']:.0f} / "
+          f"+{theirs['peak_mb']:.0f} MB{same}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
