@@ -112,6 +112,9 @@ def test_existing_run_is_not_overwritten(tiny, tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert (tmp_path / "run" / "last" / "model.safetensors").read_bytes() == before
     assert run_cli(tiny("fresh", "--resume")) == 2
+    capsys.readouterr()
+    assert run_cli(tiny("run", "--resume", "--set", "n_embd=32")) == 2
+    assert "checkpoint's model has n_embd=16" in capsys.readouterr().err
 
 
 def test_time_budget_stops_cleanly_evaluates_and_saves(tiny, tmp_path):

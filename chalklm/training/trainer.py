@@ -61,6 +61,14 @@ def make_engine(model_config, cfg, device, dtype, dist):
     return TorchEngine(model_config, cfg, device, dtype, dist)
 
 
+def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
+    """--resume continues the checkpoint's model; a config that says otherwise is an error."""
+    for key, value in model_keys.items():
+        if getattr(config, key) != value:
+            raise ConfigError(f"--resume: the checkpoint's model has {key}={getattr(config, key)!r}"
+                              f" but the config says {value!r}; resume with the same config")
+
+
 class Trainer:
     """One training run. `Trainer(model_keys, cfg).run(resume=False)` -> summary dict."""
 
@@ -75,6 +83,7 @@ class Trainer:
         tokens = load_tokens(cfg.data, self.tokenizer)
         if resume:
             self.model_config = checkpoint.config
+            _check_same_model(model_keys, checkpoint.config)
         else:
             self.model_config = GPTConfig(vocab_size=self.tokenizer.vocab_size, **model_keys)
         T = self.model_config.block_size
