@@ -71,10 +71,12 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
     """The best translation found with `beam_size` partial translations per sentence.
 
     All sentences of the batch and all their beams go through the decoder together:
-    row b * beam_size + k is beam k of sentence b. A sentence is done when beam_size
-    translations have ended (fairseq's rule: only candidates ranked within the top
-    beam_size may end), or at its length limit; then the best score / length_penalty wins.
-    With beam_size 1 this is exactly greedy decoding.
+    row b * beam_size + k is beam k of sentence b. Each step every beam is extended by
+    every token; the best candidates are kept. An end token ranked within the top
+    beam_size ends a translation (fairseq's rule); a sentence is done when its best ended
+    translation scores at least as well as its best beam still going (both divided by
+    the length penalty), or at its length limit. With beam_size 1 this is exactly
+    greedy decoding.
     """
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ConfigError(f"beam_size must be a whole number >= 1, got {beam_size!r}")
@@ -120,12 +122,14 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
                 if kept == K:
                     break
             scores[b, kept:] = -np.inf
-            if len(finished[b]) >= K or t >= limit[b]:
+            best_alive = scores[b, 0] / length_penalty(t, alpha) if kept else -np.inf
+            if t >= limit[b]:  # out of room: the beams end here
                 done[b] = True
-                if t >= limit[b] or not finished[b]:  # out of room: the beams end here
-                    for k in range(kept):
-                        tokens = list(new_prefixes[b * K + k, 1:]) + [int(extended[b * K + k])]
-                        finished[b].append((scores[b, k] / length_penalty(t, alpha), tokens))
+                for k in range(kept):
+                    tokens = list(new_prefixes[b * K + k, 1:]) + [int(extended[b * K + k])]
+                    finished[b].append((scores[b, k] / length_penalty(t, alpha), tokens))
+            elif finished[b] and max(f[0] for f in finished[b]) >= best_alive:
+                done[b] = True  # no beam still going looks better than the best ended one
         prefixes = np.concatenate([new_prefixes, extended[:, None]], axis=1)
         if done.all():
             break
