@@ -32,6 +32,11 @@ the window slides when the longest row fills it.
 A batch of prompts of different lengths runs as one batch: left-padded, with a mask
 that hides the padding, and positions counted from each row's first real token, so each
 row gets what it would get alone (up to float rounding).
+
+An empty prompt starts from the tokenizer's <|endoftext|> token if it has one (GPT-2's
+way), else from a newline (`beginning`). A row that writes a `stop` string ends with the
+token that completed it (its ids include that token; `chalklm sample` cuts the text
+before the stop string).
 """
 
 from __future__ import annotations
@@ -216,14 +221,16 @@ class _CachedRunner:
 
     def __init__(self, model):
         self.model, self.block_size = model, model.config.block_size
+        self.columns = self.block_size  # the cache's size; `stream` sets what a call needs
 
     @property
     def full(self) -> bool:
-        return self.cache.length >= self.block_size
+        return self.cache.length >= self.cache.max_len
 
     def prefill(self, rows: list[list[int]]) -> np.ndarray:
         ids, pad = _left_pad(rows)
-        if self.cache is None or self.cache.batch != len(rows):
+        cache = self.cache
+        if cache is None or cache.batch != len(rows) or cache.max_len != self.columns:
             self.cache = self._new_cache(len(rows))
         self.cache.reset(pad)
         return self._run(ids)
@@ -236,7 +243,7 @@ class _ScratchRunner(_CachedRunner):
     def _new_cache(self, batch):
         from chalklm.scratch.kv_cache import KVCache
 
-        return KVCache(self.model.config, batch)
+        return KVCache(self.model.config, batch, self.columns)
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
         from chalklm.scratch import no_grad
@@ -258,7 +265,7 @@ class _TorchRunner(_CachedRunner):
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
 
-        return KVCache(self.model.config, batch, dtype=self.dtype, device=self.device)
+        return KVCache(self.model.config, batch, self.columns, self.dtype, self.device)
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -448,6 +455,8 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    # the cache needs no more columns than the longest row will reach (at most a window)
+    runner.columns = min(window, max(len(r) for r in rows) + max_new_tokens)
     try:
         scores = runner.prefill([row[-window:] for row in rows])
         if controls.repetition_penalty != 1:
@@ -558,10 +567,14 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         import torch
 
         from chalklm.models import GPT
+        from chalklm.models.layers import PositionalEncoding
         from chalklm.training.engines import resolve_device
 
-        model = GPT(config)
-        model.load_weights(weights)
+        with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised
+            model = GPT(config)
+        model.load_weights(weights, assign=True)  # the file's arrays become the parameters
+        if config.positional == "sinusoidal":  # a fixed table, not in the file: make it
+            model.position_encoding = PositionalEncoding(config.block_size, config.n_embd)
         model = model.to(device=resolve_device(device), dtype=getattr(torch, dtype))
         for p in model.parameters():
             p.requires_grad_(False)

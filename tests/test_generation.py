@@ -321,6 +321,16 @@ def test_load_opens_a_checkpoint_in_either_engine(checkpoint):
         chalklm.load(checkpoint.parent / "nothing")
 
 
+def test_load_rebuilds_sinusoidal_positions(tmp_path):
+    tok = CharTokenizer(TEXT)
+    fast, glass = make_models("sinusoidal", vocab_size=tok.vocab_size)
+    folder = save_checkpoint(tmp_path / "sin", fast.state_dict(), fast.config, tok)
+    loaded, _ = chalklm.load(folder)
+    ids = torch.tensor([tok.encode("ROMEO: ab")])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], fast(ids)[0])
+
+
 def test_import_chalklm_does_not_import_torch():
     code = "import sys, chalklm; chalklm.generate; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -98,8 +98,10 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
 
-    def load_weights(self, weights: dict) -> None:
-        """Load name -> array (numpy or torch) weights, checking names and shapes first."""
+    def load_weights(self, weights: dict, assign: bool = False) -> None:
+        """Load name -> array (numpy or torch) weights, checking names and shapes first.
+        `assign=True` makes the arrays themselves the parameters (no copy; for a model
+        built on the meta device, as `chalklm.load` does)."""
         own = self.state_dict()
         missing = sorted(set(own) - set(weights))
         extra = sorted(set(weights) - set(own))
@@ -110,4 +112,4 @@ class GPT(nn.Module):
             if tuple(value.shape) != tuple(own[name].shape):
                 raise ShapeError(f"{name}: shape {tuple(value.shape)} in the weights, "
                                  f"{tuple(own[name].shape)} in the model")
-        self.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+        self.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()}, assign=assign)
