@@ -171,7 +171,9 @@ class Trainer:
         tokens_per_step = cfg.batch_size * cfg.grad_accum * self.dist.world_size * \
             self.model_config.block_size
         peak = self._peak_flops()
-        self.reserve_s = self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S
+        # time kept back for the final evaluation; the same on every process, so all stop
+        # at the same step
+        self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.is_main,
                    desc="training", unit="step", dynamic_ncols=True, file=sys.stderr)
         last_good, stop_reason = self.step, "max_steps"
@@ -220,7 +222,7 @@ class Trainer:
     def _eval_and_save(self, record: dict) -> dict:
         started = time.perf_counter()
         val = self.evaluate()
-        self.reserve_s = time.perf_counter() - started + FINAL_EVAL_MARGIN_S
+        self.reserve_s = self.dist.max(time.perf_counter() - started + FINAL_EVAL_MARGIN_S)
         if val < self.best_val:
             self.best_val = val
             self.save("best", with_optimizer=False)
