@@ -163,8 +163,6 @@ class Trainer:
         return max(by_steps, self.elapsed / max(1e-9, self.cfg.time_budget - self.reserve_s))
 
     def run(self) -> dict:
-        from tqdm import tqdm
-
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -174,8 +172,7 @@ class Trainer:
         # time kept back for the final evaluation; the same on every process, so all stop
         # at the same step
         self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.is_main,
-                   desc="training", unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = self._progress_bar()
         last_good, stop_reason = self.step, "max_steps"
         window_start, window_steps = time.perf_counter(), 0
         loop_start, elapsed_before = time.perf_counter(), self.elapsed
@@ -207,16 +204,27 @@ class Trainer:
                 window_start, window_steps = time.perf_counter(), 0
             if record is not None and self.dist.is_main:
                 self.metrics.write(record)
-            bar.update(1)
+            bar.update(self.elapsed - bar.n if cfg.time_budget else 1)
         bar.close()
         return self._finish(stop_reason)
+
+    def _progress_bar(self):
+        """Steps out of max_steps; or, under a time budget, seconds out of the budget."""
+        from tqdm import tqdm
+
+        common = dict(disable=not self.dist.is_main, desc="training", dynamic_ncols=True,
+                      file=sys.stderr)
+        if self.cfg.time_budget:
+            return tqdm(total=round(self.cfg.time_budget), initial=self.elapsed, unit="s",
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{postfix}]", **common)
+        return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", **common)
 
     def _postfix(self, r: dict) -> str:
         left = max(0.0, (1 - self.progress()) * (self.cfg.time_budget or 0))
         if not self.cfg.time_budget and self.step:
             left = self.elapsed / self.step * (self.cfg.max_steps - self.step)
         mfu = f" mfu {100 * r['mfu']:.0f}%" if r.get("mfu") is not None else ""
-        return (f"loss {r['train_loss']:.3f} {r['tokens_per_s']:,} tok/s{mfu} "
+        return (f"step {self.step} loss {r['train_loss']:.3f} {r['tokens_per_s']:,} tok/s{mfu} "
                 f"left {left / 60:.1f}m")
 
     def _eval_and_save(self, record: dict) -> dict:
