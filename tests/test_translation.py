@@ -276,3 +276,27 @@ def test_inverse_square_root_schedule_and_checkpoint_averaging(tmp_path):
     save_checkpoint(tmp_path / "other", {"v": np.zeros(2, np.float32)}, config)
     with pytest.raises(CheckpointError, match="named differently"):
         average_weights([tmp_path / "c0", tmp_path / "other"])
+
+
+def test_the_kv_cache_changes_no_number(copier):
+    """Decoding one token at a time with cached keys and values gives the logits of
+    re-reading the whole prefix, and the same beams."""
+    tokenizer, _ = copier
+    torch.manual_seed(4)
+    model = Transformer(copier[1].config.replace(norm_first=False)).eval()
+    src = torch.from_numpy(_sources(tokenizer, ["red cat", "big blue moon tree"]))
+    prefix = torch.tensor([[1, 5, 9, 7], [1, 8, 8, 6]])
+    with torch.no_grad():
+        memory, mask = model.encode(src)
+        cross = model.cross_keys_values(memory)
+        full = model.decode(prefix, memory, mask)[:, -1]
+        _, cache = model.decode_step(prefix[:, :3], None, cross, mask)
+        step, cache = model.decode_step(prefix[:, 3:], cache, cross, mask)
+    torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+    assert cache[0][0].shape[2] == 4  # keys of 4 positions now
+    ids = SpecialIds.of(tokenizer)
+    src = _sources(tokenizer, _sentences(np.random.default_rng(7), 6))
+    cached, plain = TorchStepper(model), TorchStepper(model, cache=False)
+    assert beam_search(cached, src, ids, 32, 3) == beam_search(plain, src, ids, 32, 3)
+    assert greedy(cached, src, ids, 32) == greedy(plain, src, ids, 32)
+    assert cached._cache is not None and cached._cache[0][0].shape[2] > 1

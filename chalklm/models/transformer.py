@@ -46,6 +46,14 @@ def residual(x, sublayer, norm: LayerNorm, drop: nn.Dropout, norm_first: bool):
     return norm(x + drop(sublayer(x)))
 
 
+def _attend(attn: MultiHeadAttention, x, k, v, padding_mask=None, causal=False):
+    """`attn` for queries x (N, T, C) over keys and values already split into heads."""
+    y = attn.attention(attn.split_heads(attn.query(x)), k, v, causal=causal,
+                       padding_mask=padding_mask)
+    N, _, T, _ = y.shape
+    return attn.proj(y.transpose(1, 2).reshape(N, T, -1))
+
+
 class EncoderLayer(nn.Module):
     def __init__(self, config: TransformerConfig, fused: bool = True):
         super().__init__()
@@ -149,20 +157,21 @@ class Transformer(nn.Module):
             else:
                 nn.init.xavier_uniform_(p)
 
-    def embed(self, ids: torch.Tensor, side: str) -> torch.Tensor:
+    def embed(self, ids: torch.Tensor, side: str, start: int = 0) -> torch.Tensor:
+        """Token vectors x sqrt(n_embd) + the positions start, start + 1, ...; dropout."""
         c = self.config
         if ids.ndim != 2:
             raise ShapeError(f"the Transformer reads ids of shape (batch, time), got "
                              f"{tuple(ids.shape)}")
         T = ids.shape[1]
-        if T > c.max_len:
-            raise ShapeError(f"{T} tokens is more than max_len {c.max_len}")
+        if start + T > c.max_len:
+            raise ShapeError(f"{start + T} tokens is more than max_len {c.max_len}")
         table = self.token_embedding if c.tie_embeddings else getattr(self, f"{side}_embedding")
         x = table(ids) * math.sqrt(c.n_embd)
         if c.positional == "learned":
-            positions = getattr(self, f"{side}_position_embedding")(T)
+            positions = getattr(self, f"{side}_position_embedding")(start + T)[start:]
         else:
-            positions = self.position_encoding(T)
+            positions = self.position_encoding(start + T)[start:]
         return self.dropout(x + positions)
 
     def encode(self, src_ids: torch.Tensor):
@@ -172,9 +181,52 @@ class Transformer(nn.Module):
 
     def decode(self, tgt_ids, memory, memory_padding_mask) -> torch.Tensor:
         x = self.decoder(self.embed(tgt_ids, "tgt"), memory, memory_padding_mask)
+        return self.output(x)
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.tie_embeddings:
             return x @ self.token_embedding.weight.T
         return self.lm_head(x)
+
+    # ---- decoding one token at a time, with a KV cache (for translation) -------------
+    def cross_keys_values(self, memory) -> list:
+        """Each decoder layer's CrossAttention keys and values of the source: computed
+        once per sentence, then read at every step."""
+        return [(layer.cross_attn.split_heads(layer.cross_attn.key(memory)),
+                 layer.cross_attn.split_heads(layer.cross_attn.value(memory)))
+                for layer in self.decoder.layers]
+
+    def decode_step(self, new_ids, cache: list | None, cross: list, memory_padding_mask):
+        """Logits (N, V) for the token after `new_ids` (N, T): the newest tokens of each
+        prefix. `cache` holds each decoder layer's self-attention keys and values of the
+        earlier tokens (None: `new_ids` is the whole prefix); returns (logits, the cache
+        with the new tokens added). Equal to `decode(prefix)[:, -1]`, but a step with a
+        cache reads only the newest token."""
+        if cache is not None and new_ids.shape[1] != 1:
+            raise ShapeError(f"with a cache, decode_step reads one new token per row, got "
+                             f"{new_ids.shape[1]}")
+        start = 0 if cache is None else cache[0][0].shape[2]
+        x = self.embed(new_ids, "tgt", start)
+        new_cache = []
+        for i, layer in enumerate(self.decoder.layers):
+            past = None if cache is None else cache[i]
+
+            def self_attn(h, attn=layer.self_attn, past=past):
+                k, v = attn.split_heads(attn.key(h)), attn.split_heads(attn.value(h))
+                if past is not None:
+                    k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+                new_cache.append((k, v))
+                # the whole prefix: causal; one new token after the cache: it sees them all
+                return _attend(attn, h, k, v, causal=past is None)
+
+            x = residual(x, self_attn, layer.ln_1, layer.dropout, layer.norm_first)
+            x = residual(x, lambda h, a=layer.cross_attn, kv=cross[i]: _attend(
+                a, h, kv[0], kv[1], memory_padding_mask), layer.ln_2, layer.dropout,
+                layer.norm_first)
+            x = residual(x, layer.mlp, layer.ln_3, layer.dropout, layer.norm_first)
+        if self.decoder.ln_f is not None:
+            x = self.decoder.ln_f(x)
+        return self.output(x)[:, -1], new_cache
 
     def forward(self, src_ids, tgt_in_ids, tgt_out_ids=None, label_smoothing=None):
         memory, padding_mask = self.encode(src_ids)

@@ -137,25 +137,44 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
 
 
 class TorchStepper:
-    """The fast engine's Transformer as a stepper (see the module docstring)."""
+    """The fast engine's Transformer as a stepper, with a KV cache.
 
-    def __init__(self, model, device: str = "cpu"):
-        self.model, self.device = model.eval(), device
+    It remembers the decoder's self-attention keys and values of every prefix it has just
+    scored. When each new prefix extends one of those by a token (as in greedy decoding
+    and beam search, whatever beams were dropped or copied), only that token runs through
+    the decoder; otherwise the whole prefix does. `cache=False` always reads it whole."""
+
+    def __init__(self, model, device: str = "cpu", cache: bool = True):
+        self.model, self.device, self.use_cache = model.eval(), device, cache
+        self._cache, self._seen = None, {}
 
     def encode(self, src: np.ndarray):
         import torch
 
         with torch.no_grad():
-            return self.model.encode(torch.from_numpy(src).to(self.device))
+            memory, padding_mask = self.model.encode(torch.from_numpy(src).to(self.device))
+            cross = self.model.cross_keys_values(memory)
+        self._cache, self._seen = None, {}
+        return memory, padding_mask, cross
 
     def log_probs(self, state, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         import torch
 
-        memory, padding_mask = state
+        _, padding_mask, cross = state
         index = torch.from_numpy(rows).to(self.device)
+        earlier = [(int(r), p[:-1].tobytes()) for r, p in zip(rows, prefix)]
         with torch.no_grad():
-            logits = self.model.decode(torch.from_numpy(prefix).to(self.device),
-                                       memory[index], padding_mask[index])[:, -1]
+            cross_rows = [(k[index], v[index]) for k, v in cross]
+            if self.use_cache and prefix.shape[1] > 1 and all(e in self._seen for e in earlier):
+                parent = torch.tensor([self._seen[e] for e in earlier], device=self.device)
+                cache = [(k[parent], v[parent]) for k, v in self._cache]
+                new_ids = prefix[:, -1:]
+            else:
+                cache, new_ids = None, prefix
+            logits, self._cache = self.model.decode_step(
+                torch.from_numpy(np.ascontiguousarray(new_ids)).to(self.device), cache,
+                cross_rows, padding_mask[index])
+            self._seen = {(int(r), p.tobytes()): i for i, (r, p) in enumerate(zip(rows, prefix))}
             return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
 
 
