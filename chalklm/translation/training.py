@@ -37,7 +37,7 @@ from chalklm.training.distributed import Distributed
 from chalklm.training.engines import TorchEngine, decay_groups
 from chalklm.training.report import MetricsLog
 from chalklm.training.scratch_engine import ScratchEngine
-from chalklm.training.trainer import Trainer, learning_rate
+from chalklm.training.trainer import Trainer, _check_same_model, learning_rate
 from chalklm.translation.config import TranslationTrainConfig
 
 SNAPSHOTS = "snapshots"  # weights of the last checkpoints, for averaging
@@ -231,6 +231,7 @@ class TranslationTrainer(Trainer):
         self.ids = SpecialIds.of(self.tokenizer)
         if resume:
             self.model_config = checkpoint.config
+            _check_same_model(model_keys, checkpoint.config)
         else:
             V = self.tokenizer.vocab_size
             self.model_config = TransformerConfig(src_vocab_size=V, tgt_vocab_size=V,
