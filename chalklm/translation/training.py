@@ -258,8 +258,12 @@ class TranslationTrainer(Trainer):
         return inverse_sqrt_lr(self.step, self.cfg.learning_rate, self.cfg.warmup_steps)
 
     def tokens_per_step(self) -> int:
-        """Tokens per optimizer step: batch_size already counts tokens (padding included)."""
-        return self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size
+        """Target tokens (not padding) per optimizer step, the mean over the first batches:
+        batch_size is a budget that counts padding and the source too."""
+        cfg = self.cfg
+        batches = [self.train_data.batch(cfg.batch_size, cfg.seed, i) for i in range(20)]
+        mean = np.mean([(y != self.ids.pad).sum() for _, y in batches])
+        return round(mean * cfg.grad_accum * self.dist.world_size)
 
     def evaluate(self) -> float:
         """Mean cross-entropy per target token over the validation pairs (padding excluded)."""
