@@ -8,8 +8,9 @@ a change in machine load hits them all alike. A step is forward + backward + cli
     python benchmarks/train_throughput.py [--configs small,large] [--rounds 5] [--steps 10]
 
 Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
-bf16 autocast. Reports tokens/s (best round), the ratio to HF's best setting, and MFU
-against this machine's measured matmul rate in that dtype (6N + 12LHQT FLOPs per token).
+bf16 autocast, each with its fused (sdpa) and its eager attention. Reports tokens/s (best
+round), the ratio to HF's best setting, and MFU against this machine's measured matmul
+rate in that dtype (6N + 12LHQT FLOPs per token).
 Writes benchmarks/results/train_throughput.json. Measure on an idle machine only.
 """
 
@@ -25,19 +26,20 @@ import torch
 
 from chalklm.config import GPTConfig
 from chalklm.models import GPT
+from chalklm.training.engines import fused_attention_is_faster
 from chalklm.training.report import measured_peak_flops
 
 # (layers, heads, width, context, batch, vocab), as the issue names them
 CONFIGS = {"small": (4, 4, 128, 64, 12, 65), "large": (6, 6, 384, 256, 8, 65)}
 
 
-def hf_model(layers, heads, width, context, vocab):
+def hf_model(layers, heads, width, context, vocab, attention: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=vocab, n_positions=context, n_embd=width, n_layer=layers,
                         n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         activation_function="gelu_new", tie_word_embeddings=True)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config, attn_implementation=attention)
     model.config.use_cache = False
 
     def loss_of(x, y):
@@ -46,9 +48,11 @@ def hf_model(layers, heads, width, context, vocab):
     return model, loss_of
 
 
-def chalklm_model(layers, heads, width, context, vocab, compile_: bool):
-    model = GPT(GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
-                          n_embd=width))
+def chalklm_model(layers, heads, width, context, vocab, dtype: str, compile_: bool):
+    """Built as `chalklm train` builds it (its choice of attention path for the dtype)."""
+    config = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
+                       n_embd=width)
+    model = GPT(config, fused_attention=fused_attention_is_faster("cpu", dtype))
     forward = torch.compile(model) if compile_ else model
     return model, lambda x, y: forward(x)[0]
 
@@ -84,10 +88,11 @@ def bench(name, shape, rounds, steps, compile_):
     settings = {}
     for dtype in ("fp32", "bf16"):
         for comp in ([False, True] if compile_ else [False]):
-            model, fn = chalklm_model(layers, heads, width, context, vocab, comp)
+            model, fn = chalklm_model(layers, heads, width, context, vocab, dtype, comp)
             settings[f"chalklm {dtype}{' compile' if comp else ''}"] = make_step(model, fn, dtype)
-        model, fn = hf_model(layers, heads, width, context, vocab)
-        settings[f"hf {dtype}"] = make_step(model, fn, dtype)
+        for attention in ("sdpa", "eager"):  # HF at its best: both of its attention paths
+            model, fn = hf_model(layers, heads, width, context, vocab, attention)
+            settings[f"hf {dtype} {attention}"] = make_step(model, fn, dtype)
     for step in settings.values():  # warm up (and compile) outside the timing
         for _ in range(3):
             step(x, y)

@@ -107,7 +107,8 @@ class SelfAttention(nn.Module):
                 q, k, v, attn_mask=None if is_causal else mask, dropout_p=dropout,
                 is_causal=is_causal,
             )
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        # q / sqrt(hs) @ k.T: scaling q (T x hs numbers) costs less than scaling the T x T scores
+        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
