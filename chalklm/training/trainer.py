@@ -70,7 +70,7 @@ def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
 
 
 class Trainer:
-    """One training run. `Trainer(model_keys, cfg).run(resume=False)` -> summary dict."""
+    """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict."""
 
     def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False):
         self.cfg, self.out = cfg, Path(cfg.out)
@@ -134,6 +134,7 @@ class Trainer:
         self.engine.set_rng_state(state["rng"])
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.best_val = state["best_val"]
+        self.cfg.seed = state["seed"]  # the batches to come depend on the run's own seed
         if self.dist.is_main:
             self.metrics.truncate_after(self.step)
 
