@@ -253,27 +253,46 @@ class _ScratchRunner(_CachedRunner):
         return logits.data[:, -1]
 
 
+_COMPILED: dict[int, tuple] = {}  # id(model) -> (model, its compiled one-token step)
+
+
+def _compiled_step(model):
+    """`model.forward` compiled by torch.compile (inductor), made once per model: the
+    one-token step becomes a few fused kernels with no Python between them. Compiling
+    takes seconds to a minute, once; shapes that grow (the cache) are kept symbolic."""
+    import torch
+
+    entry = _COMPILED.get(id(model))
+    if entry is None or entry[0] is not model:
+        entry = _COMPILED[id(model)] = (model, torch.compile(model.forward, dynamic=True))
+    return entry[1]
+
+
 class _TorchRunner(_CachedRunner):
-    def __init__(self, model):
+    def __init__(self, model, compile: bool = False):
         import torch
 
         super().__init__(model)
         self.torch = torch
         weight = model.token_embedding.weight
         self.device, self.dtype = weight.device, weight.dtype
+        self.one_token = _compiled_step(model) if compile else model
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
 
         return KVCache(self.model.config, batch, self.columns, self.dtype, self.device)
 
-    def _run(self, ids: np.ndarray) -> np.ndarray:
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        return self._run(ids[:, None], self.one_token)
+
+    def _run(self, ids: np.ndarray, forward=None) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
             x = torch.from_numpy(ids)
             if self.device.type != "cpu":
                 x = x.to(self.device, non_blocking=True)
-            logits, _ = self.model(x, cache=self.cache)
+            logits, _ = (forward or self.model)(x, cache=self.cache)
             return logits[:, -1].float().cpu().numpy()
 
 
@@ -340,15 +359,17 @@ def torch_next_logits(model, device=None) -> Callable[[np.ndarray], np.ndarray]:
     return next_logits
 
 
-def _runner(model, use_cache: bool, block_size: int | None):
+def _runner(model, use_cache: bool, block_size: int | None, compile: bool = False):
     kind = _engine(model)
+    if compile and (kind != "torch" or not use_cache):
+        raise ConfigError("compile=True is for the fast engine (torch) with its KV cache")
     if kind == "function":
         if block_size is None:
             raise ConfigError("generating with a next-token function needs block_size "
                               "(how many ids it reads)")
         return _UncachedRunner(model, block_size)
     if use_cache:
-        return _ScratchRunner(model) if kind == "scratch" else _TorchRunner(model)
+        return _ScratchRunner(model) if kind == "scratch" else _TorchRunner(model, compile)
     fn = scratch_next_logits(model) if kind == "scratch" else torch_next_logits(model)
     return _UncachedRunner(fn, model.config.block_size)
 
@@ -422,7 +443,7 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
            repetition_penalty: float = 1.0, seed: int | None = None,
            stop: Sequence[str] | None = None, num_samples: int = 1, tokenizer=None,
            use_cache: bool = True, slide: int | None = None, probs: bool = False,
-           block_size: int | None = None) -> Iterator[Step]:
+           block_size: int | None = None, compile: bool = False) -> Iterator[Step]:
     """Generate one token per row per step, yielding each `Step` as soon as it is picked.
 
     model: a chalklm GPT of either engine (`chalklm.load`), or a function
@@ -431,6 +452,9 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
     starts from `beginning(tokenizer)`. Rows: each prompt `num_samples` times, prompt by
     prompt. `stop`: strings (needs `tokenizer`); a row ends with the token that completes
     one. `seed`: the same seed, prompts and controls give the same tokens, in either engine.
+    `probs=True` fills each Step's chances. `compile=True` (fast engine): the one-token
+    step is compiled with torch.compile the first time (seconds to a minute, once per
+    model); then each token costs less. Worth it for long or many generations.
     """
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
     num_samples = _positive_int("num_samples", num_samples)
@@ -440,7 +464,7 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
         raise ConfigError("stop strings need tokenizer= to read the generated text")
     if any(not isinstance(s, str) or not s for s in stop):
         raise ConfigError(f"stop must be non-empty strings, got {stop!r}")
-    runner = _runner(model, use_cache, block_size)
+    runner = _runner(model, use_cache, block_size, compile)
     window = runner.block_size
     slide = max(1, window // 4) if slide is None else _positive_int("slide", slide)
     if slide > window:

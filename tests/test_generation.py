@@ -390,3 +390,17 @@ def test_cli_bad_input_is_one_line(checkpoint, capsys, extra, message):
 
 def test_tokenizer_error_is_a_chalk_error():
     assert issubclass(TokenizerError, ChalkError)
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_same_tokens(models):
+    fast, _ = models
+    assert generate(fast, PROMPTS, 30, temperature=0, compile=True) == \
+        generate(fast, PROMPTS, 30, temperature=0)
+    assert generate(fast, PROMPTS[0], 30, temperature=0, compile=True) == \
+        generate(fast, PROMPTS[0], 30, temperature=0)
+
+
+def test_compile_is_for_the_fast_engine(models):
+    with pytest.raises(ConfigError, match="compile=True is for the fast engine"):
+        generate(models[1], PROMPTS, 3, compile=True)

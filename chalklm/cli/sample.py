@@ -55,6 +55,8 @@ def register(subparsers) -> None:
                    help="the fast engine's number type (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true",
                    help="re-read the whole text at every step instead of using the KV cache")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the one-token step with torch.compile (slow once, then faster)")
     p.add_argument("--json", action="store_true", help="print one JSON result, not the text")
     p.add_argument("--show-probs", type=positive_int, nargs="?", const=DEFAULT_CANDIDATES,
                    default=None, metavar="N",
@@ -129,7 +131,8 @@ def run(args) -> int:
                    top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                    repetition_penalty=args.repetition_penalty, seed=args.seed, stop=stop,
                    num_samples=args.num_samples, tokenizer=tokenizer,
-                   use_cache=not args.no_cache, probs=args.show_probs is not None)
+                   use_cache=not args.no_cache, probs=args.show_probs is not None,
+                   compile=args.compile)
     samples = [[] for _ in range(args.num_samples)]
     tops = [[] for _ in range(args.num_samples)]
     live = args.num_samples == 1 and not args.json

@@ -59,10 +59,12 @@ class KVCache:
         self.length = 0
         self.pad = None if pad is None or not np.any(pad) else np.asarray(pad, dtype=np.int64)
         self.keep = None
-        self._decode_keep = None  # with padding: (batch, 1, 1, max_len), made once
-        if self.pad is not None:
+        self.padded = self.pad is not None
+        self._decode_keep = self._pad = None  # with padding: made once per prompt batch
+        if self.padded:
             row_keep = np.arange(self.max_len)[None, :] >= self.pad[:, None]
             self._decode_keep = torch.from_numpy(row_keep[:, None, None, :]).to(self.device)
+            self._pad = torch.from_numpy(self.pad[:, None]).to(self.device)  # (batch, 1)
 
     def begin(self, T: int, table: torch.Tensor) -> torch.Tensor:
         """Get ready for T new columns: set the mask; return their position vectors."""
@@ -70,17 +72,17 @@ class KVCache:
         if start + T > self.max_len:
             raise ShapeError(f"the cache holds {self.max_len} columns; {start} are "
                              f"filled and {T} more do not fit")
-        if self.pad is None:
+        # One new token touches only tensors and ints here, so torch.compile can trace it.
+        if not self.padded:
             # one new token: no mask; a prompt: causal, made once
-            keep = visible(None, start, T)
-            self.keep = None if keep is None else torch.from_numpy(keep).to(self.device)
+            keep = None if T == 1 else torch.from_numpy(visible(None, start, T))
+            self.keep = None if keep is None else keep.to(self.device)
             return table[start:start + T]
-        if T == 1:  # a real token looks at every real column so far
+        if T == 1:  # a real token looks at every real column so far; its position: start - pad
             self.keep = self._decode_keep[..., :start + 1]
-        else:
-            self.keep = torch.from_numpy(visible(self.pad, start, T)).to(self.device)
-        ids = torch.from_numpy(position_ids(self.pad, start, T)).to(self.device)
-        return table[ids]
+            return table[start - self._pad]
+        self.keep = torch.from_numpy(visible(self.pad, start, T)).to(self.device)
+        return table[torch.from_numpy(position_ids(self.pad, start, T)).to(self.device)]
 
     def advance(self, T: int) -> None:
         """The T new columns are written in every layer: they count as filled."""
