@@ -11,9 +11,11 @@ small: 12, 12, 768, 1024, 50257). Tasks:
            sampled (temperature 1, top_k 50)
   glass    the glass box (NumPy) on the greedy task, fewer tokens (it is the slow one)
 
-Each measurement runs in its own process (so peak memory is its own), twice per
-repeat, turn about between the two sides so background load falls on both alike; the
-best repeat counts. Reported: tokens/s (new tokens over the whole call, prompt included),
+Each measurement runs in its own process (so peak memory is its own), each side once per
+repeat, turn about between the sides so background load falls on all alike; the best
+repeat counts. Sides: chalklm (eager), chalklm with compile=True (torch.compile of the
+one-token step; its compile time is reported, not counted), transformers.
+Reported: tokens/s (new tokens over the whole call, prompt included),
 time to first token, peak resident memory above the process's size before loading the
 model, and whether greedy tokens agree.
 
@@ -53,6 +55,8 @@ def parse_args():
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip chalklm with compile=True (torch.compile of the step)")
     parser.add_argument("--glass-tokens", type=int, default=32,
                         help="new tokens for the glass box (0: skip it)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"
@@ -107,14 +111,16 @@ def child(spec: dict) -> dict:
         run, load_s = hf_runner(spec, rows)
     else:
         run, load_s = chalklm_runner(spec, rows)
-    run(min(4, n))  # warm up: first calls allocate and pick kernels
+    started = time.perf_counter()
+    run(min(4, n))  # warm up: first calls allocate and pick kernels (and compile)
+    warmup_s = time.perf_counter() - started
     started = time.perf_counter()
     ids, first = run(n)
     seconds = time.perf_counter() - started
     peak = peak_mb()
     return {"seconds": seconds, "new_tokens": n * len(rows), "first_token_s": first,
             "tokens_per_s": n * len(rows) / seconds, "peak_mb": peak - base,
-            "load_s": load_s, "ids": ids[0][:64]}
+            "load_s": load_s, "warmup_s": warmup_s, "ids": ids[0][:64]}
 
 
 def chalklm_runner(spec, rows):
@@ -126,6 +132,7 @@ def chalklm_runner(spec, rows):
     load_s = time.perf_counter() - started
     controls = (dict(temperature=0) if spec["task"] != "batch"
                 else dict(temperature=1.0, top_k=TOP_K, seed=0))
+    controls["compile"] = spec["side"] == "compiled"
 
     def run(n):
         out = [[] for _ in rows]
@@ -211,6 +218,9 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
     rows = []
+    sides = ["chalklm"] + ([] if args.no_compile else ["compiled"]) + ["transformers"]
+    print("tok/s: chalklm eager | chalklm compiled | transformers; speedups over transformers;"
+          " first token and peak memory in the same order")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             ckpt, hf = make_model(shape, Path(tmp))
@@ -220,19 +230,18 @@ def main() -> None:
             for dtype in args.dtypes.split(","):
                 for task in args.tasks.split(","):
                     spec = dict(base, dtype=dtype, task=task)
-                    runs = {"chalklm": [], "transformers": []}
+                    runs = {side: [] for side in sides}
                     for rep in range(args.repeats):
-                        order = ("chalklm", "transformers") if rep % 2 == 0 else \
-                            ("transformers", "chalklm")
-                        for side in order:
+                        for side in sides if rep % 2 == 0 else sides[::-1]:
                             runs[side].append(measure(dict(spec, side=side)))
-                    ours, theirs = best(runs["chalklm"]), best(runs["transformers"])
-                    rows.append(dict(shape=shape, dtype=dtype, task=task, chalklm=ours,
-                                     transformers=theirs,
-                                     speedup=ours["tokens_per_s"] / theirs["tokens_per_s"],
-                                     same_tokens=ours["ids"] == theirs["ids"]
-                                     if task == "greedy" else None))
-                    print_row(rows[-1])
+                    row = dict(shape=shape, dtype=dtype, task=task)
+                    row.update({side: best(r) for side, r in runs.items()})
+                    hf = row["transformers"]["tokens_per_s"]
+                    row["speedup"] = {side: row[side]["tokens_per_s"] / hf for side in sides}
+                    row["same_tokens"] = (row["chalklm"]["ids"] == row["transformers"]["ids"]
+                                          if task == "greedy" else None)
+                    rows.append(row)
+                    print_row(row, sides)
             if args.glass_tokens > 0:
                 glass = measure(dict(base, dtype="float32", task="greedy", side="glass",
                                      new_tokens=args.glass_tokens))
@@ -245,15 +254,20 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def print_row(row: dict) -> None:
-    ours, theirs = row["chalklm"], row["transformers"]
+def print_row(row: dict, sides: list[str]) -> None:
+    def each(fmt, key, scale=1.0):
+        return " | ".join(fmt.format(row[side][key] * scale) for side in sides)
+
+    ours = [s for s in sides if s != "transformers"]
     same = "" if row["same_tokens"] is None else \
         f"  same tokens: {'yes' if row['same_tokens'] else 'no'}"
-    print(f"{row['shape']:6} {row['dtype']:9} {row['task']:6}  chalklm "
-          f"{ours['tokens_per_s']:7.1f} tok/s  transformers {theirs['tokens_per_s']:7.1f} tok/s"
-          f"  = {row['speedup']:.2f}x   first token {ours['first_token_s'] * 1e3:.0f} / "
-          f"{theirs['first_token_s'] * 1e3:.0f} ms   peak +{ours['peak_mb']:.0f} / "
-          f"+{theirs['peak_mb']:.0f} MB{same}", flush=True)
+    compiled = (f" (compiling: {row['compiled']['warmup_s']:.0f} s once)"
+                if "compiled" in row else "")
+    speedups = " | ".join(f"{row['speedup'][side]:.2f}x" for side in ours)
+    print(f"{row['shape']:6} {row['dtype']:9} {row['task']:6}  "
+          f"tok/s {each('{:7.1f}', 'tokens_per_s')}  = {speedups}"
+          f"   first token ms {each('{:.0f}', 'first_token_s', 1e3)}"
+          f"   peak MB +{each('{:.0f}', 'peak_mb')}{same}{compiled}", flush=True)
 
 
 if __name__ == "__main__":
