@@ -404,3 +404,25 @@ def test_compiled_step_gives_the_same_tokens(models):
 def test_compile_is_for_the_fast_engine(models):
     with pytest.raises(ConfigError, match="compile=True is for the fast engine"):
         generate(models[1], PROMPTS, 3, compile=True)
+
+
+def test_streamed_text_waits_for_whole_characters_and_stops_before_the_stop():
+    import io
+
+    from chalklm.cli.sample import TextStream
+
+    bpe = BPETokenizer()  # bytes only: "é" and "☃" arrive a byte at a time
+    out = io.StringIO()
+    stream_ = TextStream(bpe, [], out)
+    text = "café ☃ ok"
+    for i in bpe.encode(text):
+        stream_.add(i)
+        assert "\ufffd" not in out.getvalue()
+    stream_.finish()
+    assert out.getvalue() == text + "\n"
+    out = io.StringIO()
+    stream_ = TextStream(bpe, ["☃ o"], out)
+    for i in bpe.encode(text):
+        stream_.add(i)
+    stream_.finish()
+    assert out.getvalue() == "café \n"
