@@ -76,14 +76,14 @@ class GPT(Module):
                              f"{self.config.block_size}")
         if cache is None:
             x = self.dropout(self.token_embedding(ids) + self.positions(T))
-        else:
+        else:  # generating: these tokens sit at columns start..start+T-1 of the cache
             positions = cache.begin(T, self.positions(self.config.block_size))
             x = self.token_embedding(ids) + positions
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.blocks):  # each layer adds their keys and values
             x = block(x) if cache is None else block(x, cache.layers[i])
         if cache is not None:
             cache.advance(T)
-            x = x[:, -1:]
+            x = x[:, -1:]  # only the last token's scores are needed to pick the next
         x = self.ln_f(x)
         if self.lm_head is None:  # tied: score each token by its own embedding row
             logits = x @ self.token_embedding.weight.T
