@@ -267,7 +267,7 @@ def print_row(row: dict, sides: list[str]) -> None:
     print(f"{row['shape']:6} {row['dtype']:9} {row['task']:6}  "
           f"tok/s {each('{:7.1f}', 'tokens_per_s')}  = {speedups}"
           f"   first token ms {each('{:.0f}', 'first_token_s', 1e3)}"
-          f"   peak MB +{each('{:.0f}', 'peak_mb')}{same}{compiled}", flush=True)
+          f"   peak MB {each('+{:.0f}', 'peak_mb')}{same}{compiled}", flush=True)
 
 
 if __name__ == "__main__":
