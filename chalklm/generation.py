@@ -323,6 +323,9 @@ def _engine(model) -> str:
     from chalklm.scratch.nn import Module
 
     if isinstance(model, Module):
+        if not hasattr(model, "config"):
+            raise ConfigError(f"a glass-box {type(model).__name__} has no KV cache; generate "
+                              "with a GPT, or with a function ids -> next-token scores")
         return "scratch"
     if hasattr(model, "config") and hasattr(model, "state_dict"):
         return "torch"

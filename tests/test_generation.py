@@ -426,3 +426,10 @@ def test_streamed_text_waits_for_whole_characters_and_stops_before_the_stop():
         stream_.add(i)
     stream_.finish()
     assert out.getvalue() == "café \n"
+
+
+def test_a_model_without_a_cache_is_told_to_use_a_function():
+    from chalklm.scratch.models import NextCharacterModel
+
+    with pytest.raises(ConfigError, match="has no KV cache"):
+        generate(NextCharacterModel(5, context=2), [1, 2], 3)
