@@ -253,19 +253,15 @@ class _ScratchRunner(_CachedRunner):
         return logits.data[:, -1]
 
 
-_COMPILED: dict[int, tuple] = {}  # id(model) -> (model, its compiled one-token step)
-
-
 def _compiled_step(model):
-    """`model.forward` compiled by torch.compile (inductor), made once per model: the
-    one-token step becomes a few fused kernels with no Python between them. Compiling
-    takes seconds to a minute, once; shapes that grow (the cache) are kept symbolic."""
+    """`model.forward` compiled by torch.compile (inductor), made once per model (kept on
+    it): the one-token step becomes a few fused kernels with no Python between them.
+    Compiling takes seconds to a minute, once; shapes that grow (the cache) stay symbolic."""
     import torch
 
-    entry = _COMPILED.get(id(model))
-    if entry is None or entry[0] is not model:
-        entry = _COMPILED[id(model)] = (model, torch.compile(model.forward, dynamic=True))
-    return entry[1]
+    if "_compiled_step" not in model.__dict__:
+        model.__dict__["_compiled_step"] = torch.compile(model.forward, dynamic=True)
+    return model.__dict__["_compiled_step"]
 
 
 class _TorchRunner(_CachedRunner):
