@@ -39,7 +39,8 @@ def hf_model(layers, heads, width, context, vocab, attention: str):
     config = GPT2Config(vocab_size=vocab, n_positions=context, n_embd=width, n_layer=layers,
                         n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         activation_function="gelu_new", tie_word_embeddings=True)
-    model = GPT2LMHeadModel(config, attn_implementation=attention)
+    config._attn_implementation = attention  # "sdpa" (fused) or "eager" (explicit)
+    model = GPT2LMHeadModel(config)
     model.config.use_cache = False
 
     def loss_of(x, y):
