@@ -33,19 +33,19 @@ class Distributed:
             return cls()
         import torch.distributed as dist
 
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         local = int(os.environ.get("LOCAL_RANK", 0))
         if device.startswith("cuda"):
+            import torch
+
             device = f"cuda:{local}"
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), local, device)
 
     def max(self, value: float) -> float:
         """The largest `value` over all processes (so every process agrees, e.g. on time)."""
         return self._reduce(value, "MAX")
-
-    def mean(self, value: float) -> float:
-        return self._reduce(value, "SUM") / self.world_size
 
     def sum(self, value: float) -> float:
         return self._reduce(value, "SUM")

@@ -77,6 +77,8 @@ class Trainer:
         self._check_out_folder(resume)
         self.device, self.dtype = self._device_and_dtype()
         self.dist = Distributed.from_env(self.device)
+        if self.dist.enabled and self.device.startswith("cuda"):
+            self.device = self.dist.device  # one GPU per process: cuda:<local rank>
         checkpoint = load_checkpoint(self.out / "last") if resume else None
         self.tokenizer = checkpoint.tokenizer if resume else build_tokenizer(cfg.tokenizer,
                                                                            cfg.data)
