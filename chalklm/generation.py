@@ -576,7 +576,6 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
     if not isinstance(config, GPTConfig):
         raise ConfigError(f"{folder}: a {config.model_type!r} model; "
                           "generation needs a GPT checkpoint")
-    weights = checkpoint.load_weights(folder)
     tokenizer = (checkpoint.load_tokenizer(folder)
                  if (folder / checkpoint.TOKENIZER_FILE).is_file() else None)
     if engine == "scratch":
@@ -585,7 +584,7 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         from chalklm.scratch.gpt import GPT as ScratchGPT
 
         model = ScratchGPT(config)
-        model.load_state_dict(weights)
+        model.load_state_dict(checkpoint.load_weights(folder))
     else:
         import torch
 
@@ -599,6 +598,7 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         fused = fused_attention_is_faster(device, "bf16" if dtype == "bfloat16" else "fp32")
         with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised
             model = GPT(config, fused_attention=fused)
+        weights = _read_torch_weights(folder / checkpoint.MODEL_FILE)
         model.load_weights(weights, assign=True)  # the file's arrays become the parameters
         if config.positional == "sinusoidal":  # a fixed table, not in the file: make it
             model.position_encoding = PositionalEncoding(config.block_size, config.n_embd)
@@ -607,3 +607,18 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
             p.requires_grad_(False)
     model.eval()
     return model, tokenizer
+
+
+def _read_torch_weights(file) -> dict:
+    """The weights as torch tensors mapped from the file (safetensors reads them lazily,
+    so a model's weights are in memory once, not twice while loading)."""
+    from safetensors.torch import load_file
+
+    from chalklm.errors import CheckpointError
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None

@@ -433,3 +433,10 @@ def test_a_model_without_a_cache_is_told_to_use_a_function():
 
     with pytest.raises(ConfigError, match="has no KV cache"):
         generate(NextCharacterModel(5, context=2), [1, 2], 3)
+
+
+def test_load_refuses_a_damaged_weights_file(checkpoint):
+    (checkpoint / "model.safetensors").write_bytes(b"not safetensors")
+    for engine in ("torch", "scratch"):
+        with pytest.raises(ChalkError, match="corrupt or not a safetensors file"):
+            chalklm.load(checkpoint, engine=engine)
