@@ -44,7 +44,7 @@ def test_the_multi30k_config_loads_with_the_papers_recipe():
     assert model["n_layer_enc"] == 3 and model["norm_first"] is False
     assert model["label_smoothing"] == 0.1 and model["dropout"] == 0.1
     assert (cfg.beta1, cfg.beta2, cfg.adam_eps) == (0.9, 0.98, 1e-9)
-    assert cfg.schedule == "inverse_sqrt" and cfg.average_last == 5
+    assert cfg.schedule == "inverse_sqrt" and cfg.average_last == 4
     assert cfg.time_budget == 3600
     model, cfg = load_translation_config("multi30k_de_en", ["n_embd=128", "ffn_dim=512",
                                                             "warmup_steps=50"], out="x")
