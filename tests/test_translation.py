@@ -240,6 +240,8 @@ def test_command_errors_are_one_line_exit_2(checkpoint, capsys, tmp_path):
         ["translate", "--checkpoint", str(gpt), "red"],
         ["translate", "--checkpoint", str(tmp_path / "nowhere"), "red"],
         ["translate", "--checkpoint", str(checkpoint), "red", "blue", "--show-attention"],
+        ["translate", "--checkpoint", str(checkpoint), "red", "--show-attention", "--layer",
+         "3"],
     ]
     for argv in cases:
         with pytest.raises(SystemExit) as exit_:
