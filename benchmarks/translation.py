@@ -113,8 +113,11 @@ def time_training(args, config, batches):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
+    from chalklm.training.engines import fused_attention_is_faster
+
     torch.manual_seed(0)
-    models = {"chalklm": (Transformer(config), ours_loss), "nn.Transformer":
+    fused = fused_attention_is_faster("cpu", args.dtype)  # as the trainer chooses
+    models = {"chalklm": (Transformer(config, fused), ours_loss), "nn.Transformer":
               (peer_model(config), peer_loss)}
     steps, params = {}, {}
     for name, (model, loss_of) in models.items():

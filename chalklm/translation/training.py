@@ -34,7 +34,7 @@ from chalklm.data.parallel import (
 from chalklm.errors import CheckpointError, ConfigError
 from chalklm.scratch.nn import Module
 from chalklm.training.distributed import Distributed
-from chalklm.training.engines import TorchEngine, decay_groups
+from chalklm.training.engines import TorchEngine, decay_groups, fused_attention_is_faster
 from chalklm.training.report import MetricsLog
 from chalklm.training.scratch_engine import ScratchEngine
 from chalklm.training.trainer import Trainer, _check_same_model, learning_rate
@@ -130,7 +130,8 @@ class TorchTranslationEngine(TorchEngine):
 
         self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
         torch.manual_seed(cfg.seed)
-        self.model = Transformer(model_config).to(device)
+        fused = fused_attention_is_faster(device, dtype)
+        self.model = Transformer(model_config, fused_attention=fused).to(device)
         self.train_model = torch_teacher_forcing(
             torch.compile(self.model) if cfg.compile else self.model)
         if dist.enabled:
