@@ -440,3 +440,20 @@ def test_load_refuses_a_damaged_weights_file(checkpoint):
     for engine in ("torch", "scratch"):
         with pytest.raises(ChalkError, match="corrupt or not a safetensors file"):
             chalklm.load(checkpoint, engine=engine)
+
+
+def test_a_finished_cache_is_freed_without_the_cycle_collector(models):
+    import gc
+    import weakref
+
+    from chalklm.models.kv_cache import KVCache as TorchCache
+
+    gc.disable()
+    try:
+        for Cache, model in ((TorchCache, models[0]), (KVCache, models[1])):
+            cache = Cache(model.config, 2)
+            gone = weakref.ref(cache)
+            del cache
+            assert gone() is None  # no reference cycle holds it (and its arrays)
+    finally:
+        gc.enable()

@@ -18,21 +18,20 @@ from chalklm.scratch.kv_cache import position_ids, visible
 
 
 class LayerCache:
-    """One layer's keys and values, (batch, heads, max_len, hs) each."""
+    """One layer's keys and values, (batch, heads, max_len, hs) each; `KVCache.begin` sets
+    where the new columns start and `keep` (True where a query may look at a key, torch's
+    mask convention; None: everywhere). No link back to the KVCache: no reference cycle,
+    so a finished cache's memory is freed at once, not when Python's cycle collector runs."""
 
-    __slots__ = ("cache", "keys", "values")
+    __slots__ = ("keys", "values", "start", "keep")
 
-    def __init__(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor):
-        self.cache, self.keys, self.values = cache, keys, values
-
-    @property
-    def keep(self) -> torch.Tensor | None:
-        """True where a query may look at a key (torch's mask convention), or None: all."""
-        return self.cache.keep
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys, self.values = keys, values
+        self.start, self.keep = 0, None
 
     def store(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new columns; return all filled ones (batch, heads, length + T, hs)."""
-        start = self.cache.length
+        """Write the new columns; return all filled ones (batch, heads, start + T, hs)."""
+        start = self.start
         end = start + k.shape[-2]
         self.keys[:, :, start:end] = k
         self.values[:, :, start:end] = v
@@ -49,7 +48,7 @@ class KVCache:
         # empty, not zeros: a column is always written before anything reads it
         self.keys = torch.empty(shape, dtype=dtype, device=device)
         self.values = torch.empty(shape, dtype=dtype, device=device)
-        self.layers = [LayerCache(self, self.keys[i], self.values[i])
+        self.layers = [LayerCache(self.keys[i], self.values[i])
                        for i in range(config.n_layer)]
         self.batch, self.device = batch, self.keys.device
         self._tied_output = self._tied_source = None
@@ -59,7 +58,6 @@ class KVCache:
         """Forget everything; `pad` (batch,) counts each row's padding columns (or None)."""
         self.length = 0
         self.pad = None if pad is None or not np.any(pad) else np.asarray(pad, dtype=np.int64)
-        self.keep = None
         self.padded = self.pad is not None
         self._decode_keep = self._pad = None  # with padding: made once per prompt batch
         if self.padded:
@@ -68,22 +66,26 @@ class KVCache:
             self._pad = torch.from_numpy(self.pad[:, None]).to(self.device)  # (batch, 1)
 
     def begin(self, T: int, table: torch.Tensor) -> torch.Tensor:
-        """Get ready for T new columns: set the mask; return their position vectors."""
+        """Get ready for T new columns: tell every layer where they start and what they may
+        look at; return their position vectors from `table`."""
         start = self.length
         if start + T > self.max_len:
             raise ShapeError(f"the cache holds {self.max_len} columns; {start} are "
                              f"filled and {T} more do not fit")
         # One new token touches only tensors and ints here, so torch.compile can trace it.
-        if not self.padded:
-            # one new token: no mask; a prompt: causal, made once
-            keep = None if T == 1 else torch.from_numpy(visible(None, start, T))
-            self.keep = None if keep is None else keep.to(self.device)
-            return table[start:start + T]
-        if T == 1:  # a real token looks at every real column so far; its position: start - pad
-            self.keep = self._decode_keep[..., :start + 1]
-            return table[start - self._pad]
-        self.keep = torch.from_numpy(visible(self.pad, start, T)).to(self.device)
-        return table[torch.from_numpy(position_ids(self.pad, start, T)).to(self.device)]
+        if not self.padded:  # one new token: no mask at all; a prompt: causal
+            keep = None if T == 1 else torch.from_numpy(visible(None, start, T)).to(self.device)
+            positions = table[start:start + T]
+        elif T == 1:  # a real token looks at every real column so far; its position: start - pad
+            keep = self._decode_keep[..., :start + 1]
+            positions = table[start - self._pad]
+        else:
+            keep = torch.from_numpy(visible(self.pad, start, T)).to(self.device)
+            ids = torch.from_numpy(position_ids(self.pad, start, T)).to(self.device)
+            positions = table[ids]
+        for layer in self.layers:
+            layer.start, layer.keep = start, keep
+        return positions
 
     def tied_output(self, embedding: torch.Tensor) -> torch.Tensor:
         """`embedding.T` (n_embd, vocab) as a contiguous copy, made once per cache.

@@ -62,20 +62,19 @@ def visible(pad: np.ndarray | None, start: int, T: int) -> np.ndarray | None:
 
 
 class LayerCache:
-    """One layer's share of the cache: its keys and values, (batch, heads, max_len, hs)."""
+    """One layer's share of the cache: its keys and values, (batch, heads, max_len, hs).
 
-    def __init__(self, cache: KVCache, keys: np.ndarray, values: np.ndarray):
-        self.cache, self.keys, self.values = cache, keys, values
+    `KVCache.begin` tells every layer where the new columns start and which keys each new
+    query may not see (`hidden`: True = hidden, the glass box's mask convention)."""
 
-    @property
-    def hidden(self) -> np.ndarray | None:
-        """True where a query may NOT look at a key (the glass box's mask convention)."""
-        return self.cache.hidden
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        self.keys, self.values = keys, values
+        self.start, self.hidden = 0, None
 
     def store(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write the new tokens' keys and values after the cached ones; return all of them,
-        (batch, heads, length + T, hs), for the new queries to attend over."""
-        start = self.cache.length
+        (batch, heads, start + T, hs), for the new queries to attend over."""
+        start = self.start
         end = start + k.shape[-2]
         self.keys[:, :, start:end] = k.data
         self.values[:, :, start:end] = v.data
@@ -94,7 +93,7 @@ class KVCache:
         shape = (config.n_layer, batch, config.n_head, self.max_len, config.n_embd // config.n_head)
         self.keys = np.zeros(shape, dtype=dtype)
         self.values = np.zeros(shape, dtype=dtype)
-        self.layers = [LayerCache(self, self.keys[i], self.values[i])
+        self.layers = [LayerCache(self.keys[i], self.values[i])
                        for i in range(config.n_layer)]
         self.batch = batch
         self.reset()
@@ -103,16 +102,17 @@ class KVCache:
         """Forget everything; `pad` (batch,) counts each row's padding columns (or None)."""
         self.length = 0
         self.pad = None if pad is None or not np.any(pad) else np.asarray(pad, dtype=np.int64)
-        self.hidden = None
 
     def begin(self, T: int, table: Tensor) -> Tensor:
-        """Get ready for T new columns: set the mask; return their position vectors from
-        `table` (the model's positions, one row per position)."""
+        """Get ready for T new columns: tell every layer where they start and what they may
+        not see; return their position vectors from `table` (one row per position)."""
         if self.length + T > self.max_len:
             raise ShapeError(f"the cache holds {self.max_len} columns; {self.length} are "
                              f"filled and {T} more do not fit")
         keep = visible(self.pad, self.length, T)
-        self.hidden = None if keep is None else ~keep
+        hidden = None if keep is None else ~keep
+        for layer in self.layers:
+            layer.start, layer.hidden = self.length, hidden
         if self.pad is None:
             return table[self.length:self.length + T]
         return table[position_ids(self.pad, self.length, T)]
