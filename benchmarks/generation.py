@@ -219,8 +219,8 @@ def main() -> None:
         return
     rows = []
     sides = ["chalklm"] + ([] if args.no_compile else ["compiled"]) + ["transformers"]
-    print("tok/s: chalklm eager | chalklm compiled | transformers; speedups over transformers;"
-          " first token and peak memory in the same order")
+    print(f"tok/s of {' | '.join(sides)}; speedups over transformers; first token and peak"
+          " memory in the same order")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             ckpt, hf = make_model(shape, Path(tmp))
