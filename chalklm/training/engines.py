@@ -42,7 +42,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
 def fused_attention_is_faster(device: str, dtype: str) -> bool:
     """PyTorch's fused attention kernel, except in bf16 on a CPU: there (torch 2.13, AVX-512
     bf16) its backward took about 3x the time of the explicit math path in our profile of
-    the default model, so the explicit path (mask, softmax, weights @ v) is faster."""
+    the default model, and a whole training step ran 1.34x faster with the explicit path
+    (mask, softmax, weights @ v): 14.3k against 10.7k tokens per CPU-second."""
     return not (device == "cpu" and dtype == "bf16")
 
 
