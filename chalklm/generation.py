@@ -590,14 +590,11 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
 
         from chalklm.models import GPT
         from chalklm.models.layers import PositionalEncoding
-        from chalklm.training.engines import fused_attention_is_faster, resolve_device
+        from chalklm.training.engines import resolve_device
 
         device = resolve_device(device)
-        # (in bf16 on a CPU the explicit attention path is faster for one new token too:
-        # 220 vs 390 us per GPT-2-small layer at 300 cached columns, measured)
-        fused = fused_attention_is_faster(device, "bf16" if dtype == "bfloat16" else "fp32")
         with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised
-            model = GPT(config, fused_attention=fused)
+            model = GPT(config)
         weights = _read_torch_weights(folder / checkpoint.MODEL_FILE)
         model.load_weights(weights, assign=True)  # the file's arrays become the parameters
         if config.positional == "sinusoidal":  # a fixed table, not in the file: make it
