@@ -35,6 +35,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from chalklm.translation.config import config_task
+
+    if config_task(args.config) == "translation":  # the config names its task
+        from chalklm.translation.training import run_cli
+
+        return run_cli(args)
     from chalklm.training.config import load_run_config, parse_duration
     from chalklm.training.trainer import Trainer
 

@@ -169,8 +169,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.dist.world_size * \
-            self.model_config.block_size
+        tokens_per_step = self.tokens_per_step()
         peak = self._peak_flops()
         # time kept back for the final evaluation; the same on every process, so all stop
         # at the same step
@@ -183,7 +182,7 @@ class Trainer:
             if cfg.time_budget and self.progress() >= 1.0:
                 stop_reason = "time_budget"
                 break
-            lr = learning_rate(self.step, self.progress(), cfg)
+            lr = self.learning_rate()
             loss, grad_norm = self.engine.train_step(self.micro_batches(self.step), lr)
             self.step += 1
             # wall time, evaluations included; the slowest process's, so all agree
@@ -221,6 +220,15 @@ class Trainer:
             return tqdm(total=round(self.cfg.time_budget), initial=self.elapsed, unit="s",
                         bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{postfix}]", **common)
         return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", **common)
+
+    def learning_rate(self) -> float:
+        """This step's learning rate (another task may use another schedule)."""
+        return learning_rate(self.step, self.progress(), self.cfg)
+
+    def tokens_per_step(self) -> int:
+        cfg = self.cfg
+        return cfg.batch_size * cfg.grad_accum * self.dist.world_size * \
+            self.model_config.block_size
 
     def _postfix(self, r: dict) -> str:
         left = max(0.0, (1 - self.progress()) * (self.cfg.time_budget or 0))
