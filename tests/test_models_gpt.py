@@ -179,3 +179,17 @@ def test_bf16_autocast_runs_and_stays_close():
         _, bf16 = model(ids, ids)
     assert bf16.dtype == torch.float32
     assert abs(bf16.item() - fp32.item()) < 0.05
+
+
+def test_fused_causal_attention_with_fewer_queries_than_keys_matches_the_math_path():
+    """The last query of a longer sequence sees every key (bottom-right causal mask)."""
+    import torch
+
+    from chalklm.models.layers import SelfAttention
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 2, 4)
+    k, v = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    fused = SelfAttention(fused=True)(q, k, v, causal=True)
+    explicit = SelfAttention(fused=False)(q, k, v, causal=True)
+    torch.testing.assert_close(fused, explicit)

@@ -102,7 +102,10 @@ class SelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         mask = self._keep_mask(q, k, causal, padding_mask) if keep is None else keep
         if self.fused:
-            is_causal = causal and padding_mask is None and keep is None
+            # PyTorch's is_causal aligns the mask top-left; ours is bottom-right (tril(Tk - Tq)),
+            # so the flag is only the same mask when queries and keys are equally many.
+            is_causal = (causal and padding_mask is None and keep is None
+                         and q.shape[-2] == k.shape[-2])
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=None if is_causal else mask, dropout_p=dropout,
                 is_causal=is_causal,
