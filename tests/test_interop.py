@@ -14,27 +14,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from chalklm.checkpoint import load_config, load_weights, save_checkpoint  # noqa: E402
-from chalklm.cli import main  # noqa: E402
-from chalklm.config import GPTConfig  # noqa: E402
-from chalklm.errors import CheckpointError, ConfigError, ShapeError, TokenizerError  # noqa: E402
-from chalklm.interop import export_hf, import_hf  # noqa: E402
-from chalklm.interop.gpt2 import (  # noqa: E402
+from chalklm.checkpoint import load_config, load_weights, save_checkpoint
+from chalklm.cli import main
+from chalklm.config import GPTConfig
+from chalklm.errors import CheckpointError, ConfigError, ShapeError, TokenizerError
+from chalklm.interop import export_hf, import_hf
+from chalklm.interop.gpt2 import (
     chalklm_shapes,
     config_from_gpt2,
     config_to_gpt2,
     from_gpt2_state,
     to_gpt2_state,
 )
-from chalklm.interop.tokenizer import char_to_hf  # noqa: E402
-from chalklm.models import GPT  # noqa: E402
-from chalklm.scratch import no_grad  # noqa: E402
-from chalklm.scratch.models import GPT as GlassGPT  # noqa: E402
-from chalklm.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer  # noqa: E402
+from chalklm.interop.tokenizer import char_to_hf
+from chalklm.models import GPT
+from chalklm.scratch import no_grad
+from chalklm.scratch.models import GPT as GlassGPT
+from chalklm.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 
 TINY = GPTConfig(vocab_size=21, block_size=16, n_layer=2, n_head=2, n_embd=32)
 TEXT = "the cat sat on a mat\nbeside the hat\n"

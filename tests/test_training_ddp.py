@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from chalklm.checkpoint import load_weights
@@ -56,7 +55,6 @@ def train(tmp_path, out, launcher, grad_accum):
 
 
 def test_two_processes_match_one_process_accumulating_two(tmp_path, data_dir):
-    pytest.importorskip("torch.distributed")
     (tmp_path / "text.txt").write_text(load_text("shakespeare")[:20_000])
     (tmp_path / "tiny.toml").write_text(TOML)
     torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",

@@ -1,25 +1,15 @@
 """Training the Transformer with the GPT's trainer: the run config, a short run on toy
 sentence pairs, checkpoint averaging, exact resume, both engines, the CLI."""
 
-import inspect
 import json
 
 import numpy as np
 import pytest
 
-import chalklm.cli.train
 from chalklm.checkpoint import load_checkpoint, load_weights
 from chalklm.errors import ConfigError
 from chalklm.training.config import CONFIG_DIR
-from chalklm.training.trainer import Trainer
 from chalklm.translation.config import config_task, load_translation_config
-
-# The trainer calls `self.learning_rate()` and `self.tokens_per_step()`, and `chalklm
-# train` reads the config's task: the small hook translation plugs into.
-HOOKED = hasattr(Trainer, "tokens_per_step") and "config_task" in inspect.getsource(
-    chalklm.cli.train)
-needs_hook = pytest.mark.skipif(not HOOKED, reason="the trainer lacks the task hook "
-                                "(Trainer.learning_rate/tokens_per_step, config task)")
 
 WORDS = ["red", "green", "blue", "cat", "dog", "sun", "moon", "tree"]
 TINY_MODEL = dict(n_layer_enc=1, n_layer_dec=1, n_head=2, n_embd=16, ffn_dim=64, max_len=24,
@@ -98,7 +88,6 @@ def _run(tmp_path, out, resume=False, **overrides):
     return trainer, trainer.run()
 
 
-@needs_hook
 def test_a_short_run_writes_checkpoints_metrics_and_an_average(tmp_path):
     trainer, summary = _run(tmp_path, "run")
     out = tmp_path / "run"
@@ -121,7 +110,6 @@ def test_a_short_run_writes_checkpoints_metrics_and_an_average(tmp_path):
     assert "greedy BLEU" in (out / "sample.txt").read_text()
 
 
-@needs_hook
 def test_resume_continues_exactly(tmp_path):
     _run(tmp_path, "straight")
     _run(tmp_path, "stopped", max_steps=4)
@@ -133,14 +121,12 @@ def test_resume_continues_exactly(tmp_path):
         np.testing.assert_allclose(a[name], b[name], atol=1e-6, err_msg=name)
 
 
-@needs_hook
 def test_the_glass_box_engine_trains_the_same_task(tmp_path):
     _, summary = _run(tmp_path, "glass", engine="scratch", max_steps=2, eval_interval=2,
                       bleu_sentences=2)
     assert summary["engine"] == "scratch" and np.isfinite(summary["val_loss"])
 
 
-@needs_hook
 def test_chalklm_train_runs_a_translation_config(tmp_path, capsys):
     from chalklm.cli import main
 
