@@ -159,11 +159,14 @@ class Trainer:
                 count += y.size
         return self.dist.sum(total) / self.dist.sum(count)
 
+    def time_used(self) -> float:
+        """The share of the time budget spent, counting the final evaluation's share."""
+        return self.elapsed / max(1e-9, self.cfg.time_budget - self.reserve_s)
+
     def progress(self) -> float:
+        """How far the learning-rate schedule is: by steps, or by time under a budget."""
         by_steps = self.step / (self.cfg.decay_steps or self.cfg.max_steps)
-        if not self.cfg.time_budget:
-            return by_steps
-        return max(by_steps, self.elapsed / max(1e-9, self.cfg.time_budget - self.reserve_s))
+        return max(by_steps, self.time_used()) if self.cfg.time_budget else by_steps
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -179,7 +182,7 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         loop_start, elapsed_before = time.perf_counter(), self.elapsed
         while self.step < cfg.max_steps:
-            if cfg.time_budget and self.progress() >= 1.0:
+            if cfg.time_budget and self.time_used() >= 1.0:
                 stop_reason = "time_budget"
                 break
             lr = self.learning_rate()
