@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from chalklm.config import GPTConfig
 from chalklm.errors import ConfigError

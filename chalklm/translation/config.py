@@ -15,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from chalklm.config import TransformerConfig
 from chalklm.errors import ConfigError
