@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from chalklm.cli.common import positive_float, positive_int
+from chalklm.cli.common import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from chalklm.demos import defaults
-
-
-def seed_int(text: str) -> int:
-    """A seed: a whole number from 0 up."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 up, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 up, got {value}")
-    return value
 
 
 def one_blas_thread() -> None:
@@ -63,7 +46,7 @@ def _register_leaf_flower(demos) -> None:
                    help=f"gradient descent steps (default {defaults.LEAF_FLOWER_STEPS})")
     p.add_argument("--lr", type=positive_float, default=defaults.LEAF_FLOWER_LR,
                    help=f"learning rate (default {defaults.LEAF_FLOWER_LR})")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed for data and weights")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for data and weights")
     p.set_defaults(func=_run_leaf_flower)
 
 
@@ -75,7 +58,8 @@ def _register_chars(demos) -> None:
     )
     p.add_argument("--steps", type=positive_int, default=defaults.CHARS_STEPS,
                    help=f"training steps (default {defaults.CHARS_STEPS})")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed for weights, batches, sample")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed for weights, batches, sample")
     p.add_argument("--length", type=positive_int, default=defaults.CHARS_LENGTH,
                    help=f"characters to generate (default {defaults.CHARS_LENGTH})")
     p.add_argument("--temperature", type=non_negative_float, default=1.0,

@@ -7,24 +7,13 @@ candidates after softmax with their chances (the article's softmax at work).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
-from chalklm.cli.common import positive_int
+from chalklm.cli.common import non_negative_float, positive_int
 
 DEFAULT_CANDIDATES = 5
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -35,7 +24,7 @@ def register(subparsers) -> None:
                    help="text to continue (default: none; generation then starts from the "
                         "tokenizer's <|endoftext|> token if it has one, else a newline)")
     p.add_argument("--max-new-tokens", type=positive_int, default=300)
-    p.add_argument("--temperature", type=_non_negative_float, default=0.8,
+    p.add_argument("--temperature", type=non_negative_float, default=0.8,
                    help="0 = greedy; higher = more random (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=None,
                    help="pick only among the k most likely tokens")

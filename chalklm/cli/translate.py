@@ -8,22 +8,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from chalklm.cli.common import positive_int
+from chalklm.cli.common import non_negative_float, positive_int
 from chalklm.errors import ConfigError, DataError
-
-
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
 
 
 def _decoding_options(p) -> None:
@@ -32,7 +21,7 @@ def _decoding_options(p) -> None:
     p.add_argument("--beam-size", type=positive_int, default=4,
                    help="partial translations kept by beam search (default: %(default)s)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (same as beam 1)")
-    p.add_argument("--alpha", type=_alpha, default=0.6,
+    p.add_argument("--alpha", type=non_negative_float, default=0.6,
                    help="length penalty ((5 + length) / 6)^alpha (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="sentences decoded together (default: %(default)s)")
