@@ -224,9 +224,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             ckpt, hf = make_model(shape, Path(tmp))
+            # transformers cannot go past the context, so neither side does: on the small
+            # model (context 256) a 16-token prompt leaves room for 240 new tokens.
+            room = SHAPES[shape]["block_size"] - args.prompt_tokens
             base = dict(ckpt=str(ckpt), hf=str(hf), vocab=SHAPES[shape]["vocab_size"],
                         threads=args.threads, prompt_tokens=args.prompt_tokens,
-                        new_tokens=args.new_tokens)
+                        new_tokens=min(args.new_tokens, room))
             for dtype in args.dtypes.split(","):
                 for task in args.tasks.split(","):
                     spec = dict(base, dtype=dtype, task=task)
