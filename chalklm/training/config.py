@@ -124,13 +124,19 @@ def parse_override(text: str) -> tuple[str, object]:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set n_layer=4")
     if key not in _TYPES or key == "vocab_size":
         raise _unknown(key)
+    value = toml_value(raw, want_str=_TYPES[key] is str and key != "time_budget")
+    return key, _check_type(key, value)
+
+
+def toml_value(raw: str, want_str: bool = False):
+    """A `--set` value: read as TOML (numbers, booleans), else taken as the plain string."""
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    if _TYPES[key] is str and not isinstance(value, str) and key != "time_budget":
+    if want_str and not isinstance(value, str):
         value = raw.strip()
-    return key, _check_type(key, value)
+    return value
 
 
 def config_path(name_or_path: str) -> Path:
@@ -145,19 +151,31 @@ def config_path(name_or_path: str) -> Path:
     return path
 
 
-def read_toml(path: Path) -> dict[str, object]:
-    """The flat key -> value dict of a config file, checked."""
+def parse_toml(path: Path) -> dict[str, object]:
+    """A TOML file as a dict; invalid TOML is a one-line ConfigError."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def flatten_tables(path: Path, data: dict, tables, check) -> dict[str, object]:
+    """Pop each (table, allowed keys) of `data` into one flat dict, every value `check`ed."""
     flat = {}
-    for table, allowed in (("model", MODEL_KEYS), ("train", TRAIN_KEYS)):
+    for table, allowed in tables:
         for key, value in data.pop(table, {}).items():
             if key not in allowed:
                 raise ConfigError(f"{path}: [{table}] has unknown key {key!r}; valid keys: "
                                   f"{', '.join(allowed)}")
-            flat[key] = _check_type(key, value)
+            flat[key] = check(key, value)
+    return flat
+
+
+def read_toml(path: Path) -> dict[str, object]:
+    """The flat key -> value dict of a config file, checked."""
+    data = parse_toml(path)
+    flat = flatten_tables(path, data, (("model", MODEL_KEYS), ("train", TRAIN_KEYS)),
+                          _check_type)
     if data:
         raise ConfigError(f"{path}: unknown table or key {next(iter(data))!r}; "
                           "a config has [model] and [train] tables")

@@ -15,14 +15,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
-    import tomli as tomllib
-
 from chalklm.config import TransformerConfig
 from chalklm.errors import ConfigError
-from chalklm.training.config import TrainConfig, config_path, parse_duration
+from chalklm.training.config import (
+    TrainConfig,
+    config_path,
+    flatten_tables,
+    parse_duration,
+    parse_toml,
+    toml_value,
+)
 
 TASK = "translation"
 MODEL_KEYS = tuple(f.name for f in fields(TransformerConfig)
@@ -96,27 +98,9 @@ def _checked(key: str, value):
     return value
 
 
-def read_toml(path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-
-
 def config_task(name_or_path: str) -> str:
     """The `task` a config file names: "translation", or "lm" (the GPT) when it names none."""
-    return str(read_toml(config_path(name_or_path)).get("task", "lm"))
-
-
-def parse_value(key: str, raw: str):
-    """A `--set` value: read as TOML, else taken as a string."""
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    if _TYPES.get(key) is str and not isinstance(value, str):
-        value = raw.strip()
-    return value
+    return str(parse_toml(config_path(name_or_path)).get("task", "lm"))
 
 
 def load_translation_config(name_or_path: str, overrides: list[str] = (),
@@ -124,16 +108,11 @@ def load_translation_config(name_or_path: str, overrides: list[str] = (),
     """(model keys, TranslationTrainConfig) from the file, then `--set` overrides, then flags
     (None = not given)."""
     path = config_path(name_or_path)
-    data = read_toml(path)
+    data = parse_toml(path)
     if data.pop("task", TASK) != TASK:
         raise ConfigError(f"{path}: task must be {TASK!r} here")
-    values = {}
-    for table, allowed in (("model", MODEL_KEYS), ("train", TRAIN_KEYS)):
-        for key, value in data.pop(table, {}).items():
-            if key not in allowed:
-                raise ConfigError(f"{path}: [{table}] has unknown key {key!r}; valid keys: "
-                                  f"{', '.join(allowed)}")
-            values[key] = _checked(key, value)
+    values = flatten_tables(path, data, (("model", MODEL_KEYS), ("train", TRAIN_KEYS)),
+                            _checked)
     if data:
         raise ConfigError(f"{path}: unknown table or key {next(iter(data))!r}; a translation "
                           "config has task, [model] and [train]")
@@ -141,7 +120,8 @@ def load_translation_config(name_or_path: str, overrides: list[str] = (),
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set n_layer_enc=4")
-        values[key.strip()] = _checked(key.strip(), parse_value(key.strip(), raw))
+        key = key.strip()
+        values[key] = _checked(key, toml_value(raw, want_str=_TYPES.get(key) is str))
     for key, value in flags.items():
         if value is not None:
             values[key] = _checked(key, value)
