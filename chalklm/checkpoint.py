@@ -130,9 +130,10 @@ def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
 
 
-def _read_json(file: Path) -> dict:
+def read_json(file: Path, missing: str = "the checkpoint is incomplete") -> dict:
+    """A JSON object from a file; missing, corrupt or not an object is a CheckpointError."""
     if not file.is_file():
-        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+        raise CheckpointError(f"{file}: missing; {missing}")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -145,7 +146,7 @@ def _read_json(file: Path) -> dict:
 def load_config(path):
     """The model config stored in a checkpoint folder (GPTConfig, ...)."""
     file = resolve(path) / CONFIG_FILE
-    data = _read_json(file)
+    data = read_json(file)
     classes = _config_classes()
     kind = data.get("model_type")
     if kind not in classes:
@@ -180,7 +181,7 @@ class Checkpoint:
     def resume_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(optimizer arrays, trainer state) for `--resume`; missing files are an error."""
         return (_read_safetensors(self.path / OPTIMIZER_FILE),
-                _read_json(self.path / TRAINER_STATE_FILE))
+                read_json(self.path / TRAINER_STATE_FILE))
 
 
 def load_checkpoint(path) -> Checkpoint:

@@ -31,6 +31,9 @@ HF_SAFETENSORS_INDEX = "model.safetensors.index.json"  # a model saved in severa
 HF_TORCH_FILE = "pytorch_model.bin"
 
 
+_NOT_HF = "is this a folder written by save_pretrained?"
+
+
 @dataclass
 class Result:
     """What an export or import wrote, and anything the user should know about it."""
@@ -108,18 +111,6 @@ def export_hf(source, out, force: bool = False) -> Result:
     return result
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; is this a folder written by save_pretrained?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
-
-
 def _load_safetensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -156,7 +147,8 @@ def read_hf_weights(folder: Path) -> dict[str, np.ndarray]:
     if (folder / HF_SAFETENSORS_FILE).is_file():
         tensors = _load_safetensors(folder / HF_SAFETENSORS_FILE)
     elif (folder / HF_SAFETENSORS_INDEX).is_file():
-        weight_map = _read_json(folder / HF_SAFETENSORS_INDEX).get("weight_map", {})
+        index = checkpoint.read_json(folder / HF_SAFETENSORS_INDEX, _NOT_HF)
+        weight_map = index.get("weight_map", {})
         tensors = {}
         for shard in sorted(set(weight_map.values())):
             tensors.update(_load_safetensors(folder / shard))
@@ -177,7 +169,7 @@ def import_hf(source, out, force: bool = False) -> Result:
         raise CheckpointError(f"{folder}: no such folder")
     out = Path(out)
     _check_out(out, folder, force)
-    config = config_from_gpt2(_read_json(folder / HF_CONFIG_FILE))
+    config = config_from_gpt2(checkpoint.read_json(folder / HF_CONFIG_FILE, _NOT_HF))
     weights = from_gpt2_state(read_hf_weights(folder), config)
     tokenizer = load_hf_tokenizer(folder)
     result = Result(out, config)
