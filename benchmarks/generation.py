@@ -15,7 +15,10 @@ Each measurement runs in its own process (so peak memory is its own), each side 
 repeat, turn about between the sides so background load falls on all alike; the best
 repeat counts. Sides: chalklm (eager), chalklm with compile=True (torch.compile of the
 one-token step; its compile time is reported, not counted), transformers.
-Reported: tokens/s (new tokens over the whole call, prompt included),
+A last row, `floor`, only multiplies one row of numbers by every weight matrix of the
+model once per token (no attention, no norms, no sampling): the speed of reading the
+weights through this machine's memory, which bounds any batch-1 decoder without
+speculation. Reported: tokens/s (new tokens over the whole call, prompt included),
 time to first token, peak resident memory above the process's size before loading the
 model, and whether greedy tokens agree.
 
@@ -109,6 +112,8 @@ def child(spec: dict) -> dict:
     base = rss_mb()
     if side == "transformers":
         run, load_s = hf_runner(spec, rows)
+    elif side == "floor":
+        run, load_s = floor_runner(spec, rows)
     else:
         run, load_s = chalklm_runner(spec, rows)
     started = time.perf_counter()
@@ -142,6 +147,33 @@ def chalklm_runner(spec, rows):
             for row, i in zip(out, step.ids):
                 row.append(i)
         return out, first
+
+    return run, load_s
+
+
+def floor_runner(spec, rows):
+    """Every weight matrix read once per token, by the same matrix product a decode step
+    uses: (rows, n_in) @ (n_in, n_out). Nothing else, so nothing can beat it at batch 1."""
+    import torch
+
+    import chalklm
+
+    started = time.perf_counter()
+    model, _ = chalklm.load(spec["ckpt"], engine="torch", dtype=spec["dtype"])
+    load_s = time.perf_counter() - started
+    matrices = [p.T.contiguous() if "token_embedding" in name else p  # as the cache does
+                for name, p in model.named_parameters()
+                if p.dim() == 2 and "position" not in name]
+    inputs = [torch.randn(len(rows), m.shape[0], dtype=m.dtype) for m in matrices]
+
+    def run(n):
+        start, first = time.perf_counter(), None
+        with torch.inference_mode():
+            for _ in range(n):
+                for x, m in zip(inputs, matrices):
+                    x @ m
+                first = first or time.perf_counter() - start
+        return [[0] * n for _ in rows], first
 
     return run, load_s
 
@@ -245,6 +277,14 @@ def main() -> None:
                                           if task == "greedy" else None)
                     rows.append(row)
                     print_row(row, sides)
+            for dtype in args.dtypes.split(","):
+                runs = [measure(dict(base, dtype=dtype, task="greedy", side="floor"))
+                        for _ in range(args.repeats)]
+                floor = best(runs)
+                rows.append(dict(shape=shape, dtype=dtype, task="floor", chalklm=floor))
+                print(f"{shape:6} {dtype:9} floor   {floor['tokens_per_s']:7.1f} tok/s: every "
+                      f"weight read once per token, nothing else (the batch-1 bound)",
+                      flush=True)
             if args.glass_tokens > 0:
                 glass = measure(dict(base, dtype="float32", task="greedy", side="glass",
                                      new_tokens=args.glass_tokens))
