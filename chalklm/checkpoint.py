@@ -65,7 +65,7 @@ def save_checkpoint(folder, weights: dict, config, tokenizer=None, optimizer: di
             save_file(_to_numpy(optimizer), str(tmp / OPTIMIZER_FILE))
         if trainer_state is not None:
             _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
-        _swap_into_place(tmp, folder)
+        swap_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -80,7 +80,7 @@ def _write_json(path: Path, data: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _swap_into_place(tmp: Path, folder: Path) -> None:
+def swap_into_place(tmp: Path, folder: Path) -> None:
     """Rename `tmp` to `folder`; an existing `folder` is moved aside first, then deleted.
 
     Between the two renames only the moved-aside copy exists; `resolve` finds it, so even

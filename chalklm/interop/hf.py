@@ -64,7 +64,7 @@ def _write_folder(out: Path, write) -> None:
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         write(tmp)
-        checkpoint._swap_into_place(tmp, out)
+        checkpoint.swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
