@@ -35,6 +35,19 @@ class Linear(nn.Module):
         return flat.view(*x.shape[:-1], self.weight.shape[1])
 
 
+def joint_linear(layers, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`tuple(layer(x) for layer in layers)` as one matrix product: the weights joined
+    column-wise, the result split back. Gradients flow to each layer's own weights."""
+    weight = torch.cat([layer.weight for layer in layers], dim=1)
+    flat = x.reshape(-1, x.shape[-1])
+    if layers[0].bias is None:
+        out = flat @ weight
+    else:
+        out = torch.addmm(torch.cat([layer.bias for layer in layers]), flat, weight)
+    out = out.view(*x.shape[:-1], weight.shape[1])
+    return out.split([layer.weight.shape[1] for layer in layers], dim=-1)
+
+
 class LayerNorm(nn.Module):
     """`(x - mean) / sqrt(var + 1e-5) * scale + bias` over the last axis (biased variance)."""
 
@@ -113,7 +126,7 @@ class SelfAttention(nn.Module):
         # q / sqrt(hs) @ k.T: scaling q (T x hs numbers) costs less than scaling the T x T scores
         scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+            scores = torch.where(mask, scores, float("-inf"))
         weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
         return weights @ v
 
@@ -155,9 +168,7 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x, context=None, padding_mask=None, cache=None) -> torch.Tensor:
         """`cache` (a `kv_cache.LayerCache`, generation only): x holds just the new tokens;
         their keys and values join the cached ones and the queries attend over all."""
-        source = x if context is None else context
-        q, k, v = (self.split_heads(layer(s)) for layer, s in
-                   ((self.query, x), (self.key, source), (self.value, source)))
+        q, k, v = (self.split_heads(t) for t in self.project(x, context))
         if cache is None:
             y = self.attention(q, k, v, causal=self.causal and context is None,
                                padding_mask=padding_mask)
@@ -166,6 +177,23 @@ class MultiHeadAttention(nn.Module):
             y = self.attention(q, k, v, keep=cache.keep)
         B, _, T, _ = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+    def project(self, x, context=None):
+        """Queries from x; keys and values from `context` (or from x: self-attention).
+
+        While training, the products that share an input run as one, with their weights
+        side by side: (C, 3C) for self-attention, (C, 2C) for keys and values of a context.
+        The numbers are the same; a small model's step is mostly per-operation cost, and
+        one product (one cast to bf16 of the input, one backward) costs less than three.
+        Evaluating and generating keep three products: there one token's products are
+        bound by reading the weights, and a joined copy would have to be read as well."""
+        layers = (self.query, self.key, self.value)
+        if not self.training:
+            source = x if context is None else context
+            return tuple(layer(s) for layer, s in zip(layers, (x, source, source)))
+        if context is None:
+            return joint_linear(layers, x)
+        return (self.query(x), *joint_linear(layers[1:], context))
 
 
 class MLP(nn.Module):
