@@ -6,6 +6,9 @@ adjacent pair into a new token (`bpe_train`); encoding replays the merges on eac
 of the text (`bpe_merge`). The text is cut into chunks by a regex first (`patterns`),
 so that merges never cross a word/number/punctuation boundary.
 
+Encoding remembers the ids of every chunk, and of every space-led word, it has seen:
+text repeats its words, so most of the work is a dictionary look-up per word.
+
 Interop with tiktoken and Hugging Face tokenizers lives in `formats`.
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 
 from chalklm.errors import TokenizerError
@@ -32,12 +35,13 @@ from chalklm.tokenizers.patterns import (
     compile_pattern,
     pattern_name,
     resolve_pattern,
+    split_at_spaces,
 )
 from chalklm.tokenizers.special import SpecialTokens
 
 FORMAT_VERSION = 1
-_CACHE_LIMIT = 1 << 18  # distinct chunks remembered before the cache starts afresh
-_CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
+_CACHE_LIMIT = 1 << 18  # distinct chunks (or words) remembered before a cache starts afresh
+_CACHE_MAX_CHARS = 256  # longer pieces are rare and not worth remembering
 
 
 class BPETokenizer(Tokenizer):
@@ -88,7 +92,8 @@ class BPETokenizer(Tokenizer):
         self._id_bytes[ordinary.start : ordinary.stop] = self.vocab
         for text, token_id in self.special.ids.items():
             self._id_bytes[token_id] = text.encode("utf-8")
-        self._cache = _ChunkCache(self._encode_chunk)
+        self._chunk_cache = _IdsCache(self._encode_chunk)  # {chunk: ids}
+        self._word_cache = _IdsCache(self._encode_word)  # {word: ids of " " + word}
 
     # ----------------------------------------------------------------- training
     @classmethod
@@ -146,11 +151,18 @@ class BPETokenizer(Tokenizer):
                 text.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
                 text = replace_surrogates(text)
-        cache = self._cache
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
-        # Each chunk's ids come from the cache, or from _ChunkCache.__missing__ the first time.
-        return list(chain.from_iterable(map(cache.__getitem__, self._split(text))))
+        for cache in (self._chunk_cache, self._word_cache):
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+        if not self._named_pattern:
+            return self._encode_chunks(text)
+        pieces = split_at_spaces(text)  # [first, word, word, ...]: text = " ".join(pieces)
+        ids = self._encode_chunks(pieces[0])
+        # The ids of each " " + word come from the cache, or from _IdsCache.__missing__
+        # the first time; map and chain run that loop in C.
+        words = islice(pieces, 1, None)
+        ids.extend(chain.from_iterable(map(self._word_cache.__getitem__, words)))
+        return ids
 
     def encode(self, text: str, allowed_special: str | set[str] = "none_raise") -> list[int]:
         """Ids of `text`. `allowed_special`: "none_raise" (a special token's text is an
@@ -177,6 +189,14 @@ class BPETokenizer(Tokenizer):
         from chalklm.tokenizers.batch import encode_batch
 
         return encode_batch(self, list(texts), allowed_special, num_workers)
+
+    def _encode_chunks(self, text: str) -> list[int]:
+        """Ids of `text` cut into chunks by the pattern, each chunk's ids from the cache."""
+        return list(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(text))))
+
+    def _encode_word(self, word: str) -> tuple[int, ...]:
+        """Ids of " " + word. A tuple: chain reads tuples a little faster than lists."""
+        return tuple(self._encode_chunks(" " + word))
 
     def _split(self, text: str) -> list[str]:
         chunks = self._regex.findall(text)
@@ -304,17 +324,21 @@ class BPETokenizer(Tokenizer):
         )
 
 
-class _ChunkCache(dict):
-    """{chunk: ids}: text repeats its words, so most chunks are merged only once."""
+class _IdsCache(dict):
+    """{text: ids}: text repeats its words, so most words and chunks are encoded only once.
 
-    def __init__(self, encode_chunk):
+    A dict subclass with `__missing__`, so that a hit is a plain `dict.__getitem__`, which
+    `map` calls in C without a Python frame.
+    """
+
+    def __init__(self, encode):
         super().__init__()
-        self.encode_chunk = encode_chunk
+        self.encode = encode
 
-    def __missing__(self, chunk: str) -> list[int]:
-        ids = self.encode_chunk(chunk)
-        if len(chunk) <= _CACHE_MAX_CHARS:
-            self[chunk] = ids
+    def __missing__(self, text: str):
+        ids = self.encode(text)
+        if len(text) <= _CACHE_MAX_CHARS:
+            self[text] = ids
         return ids
 
 
