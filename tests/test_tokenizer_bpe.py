@@ -284,6 +284,17 @@ def test_word_cache_gives_the_ids_of_the_chunks(tok, text):
     assert tok.encode_ordinary(text) == by_chunks
 
 
+def test_caches_stay_within_their_limit(tok, shakespeare, monkeypatch):
+    import chalklm.tokenizers.bpe as bpe
+
+    monkeypatch.setattr(bpe, "_CACHE_LIMIT", 100)
+    fresh = BPETokenizer.from_dict(tok.to_dict())
+    text = shakespeare[:20_000]
+    assert fresh.encode_ordinary(text) == tok.encode_ordinary(text)
+    assert len(fresh._word_cache) == len(fresh._chunk_cache) == 100
+    assert fresh.encode_ordinary(text) == tok.encode_ordinary(text)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(st.characters(exclude_categories=()) | st.sampled_from("\ud800\udc00\ud83d")))
 def test_roundtrip_with_surrogates_is_the_utf16_repair(tok, text):

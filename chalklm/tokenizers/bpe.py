@@ -152,7 +152,7 @@ class BPETokenizer(Tokenizer):
             except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
                 text = replace_surrogates(text)
         for cache in (self._chunk_cache, self._word_cache):
-            if len(cache) > _CACHE_LIMIT:
+            if len(cache) >= _CACHE_LIMIT:  # full: start afresh, for the words of new texts
                 cache.clear()
         if not self._named_pattern:
             return self._encode_chunks(text)
@@ -194,9 +194,13 @@ class BPETokenizer(Tokenizer):
         """Ids of `text` cut into chunks by the pattern, each chunk's ids from the cache."""
         return list(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(text))))
 
-    def _encode_word(self, word: str) -> tuple[int, ...]:
-        """Ids of " " + word. A tuple: chain reads tuples a little faster than lists."""
-        return tuple(self._encode_chunks(" " + word))
+    def _encode_word(self, word: str) -> Sequence[int]:
+        """Ids of " " + word, from its chunks' ids (a word is often one chunk, whose list
+        of ids is then shared). Else a tuple: chain reads tuples a bit faster than lists."""
+        chunks = self._regex.findall(" " + word)  # the pattern is a named one: no check
+        if len(chunks) == 1:
+            return self._chunk_cache[chunks[0]]
+        return tuple(chain.from_iterable(map(self._chunk_cache.__getitem__, chunks)))
 
     def _split(self, text: str) -> list[str]:
         chunks = self._regex.findall(text)
@@ -337,7 +341,7 @@ class _IdsCache(dict):
 
     def __missing__(self, text: str):
         ids = self.encode(text)
-        if len(text) <= _CACHE_MAX_CHARS:
+        if len(text) <= _CACHE_MAX_CHARS and len(self) < _CACHE_LIMIT:  # bounded memory
             self[text] = ids
         return ids
 
