@@ -94,6 +94,7 @@ class BPETokenizer(Tokenizer):
             self._id_bytes[token_id] = text.encode("utf-8")
         self._chunk_cache = _IdsCache(self._encode_chunk)  # {chunk: ids}
         self._word_cache = _IdsCache(self._encode_word)  # {word: ids of " " + word}
+        self._first_cache = _IdsCache(self._encode_chunks)  # {a text's first word: ids}
 
     # ----------------------------------------------------------------- training
     @classmethod
@@ -151,18 +152,19 @@ class BPETokenizer(Tokenizer):
                 text.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
                 text = replace_surrogates(text)
-        for cache in (self._chunk_cache, self._word_cache):
+        for cache in (self._chunk_cache, self._word_cache, self._first_cache):
             if len(cache) >= _CACHE_LIMIT:  # full: start afresh, for the words of new texts
                 cache.clear()
         if not self._named_pattern:
             return self._encode_chunks(text)
         pieces = split_at_spaces(text)  # [first, word, word, ...]: text = " ".join(pieces)
-        ids = self._encode_chunks(pieces[0])
-        # The ids of each " " + word come from the cache, or from _IdsCache.__missing__
-        # the first time; map and chain run that loop in C.
+        # Each piece's ids come from a cache, or from _IdsCache.__missing__ the first
+        # time; map and chain run the loop over the words in C.
         words = islice(pieces, 1, None)
-        ids.extend(chain.from_iterable(map(self._word_cache.__getitem__, words)))
-        return ids
+        return [
+            *self._first_cache[pieces[0]],  # a short text (a line) often starts as others do
+            *chain.from_iterable(map(self._word_cache.__getitem__, words)),
+        ]
 
     def encode(self, text: str, allowed_special: str | set[str] = "none_raise") -> list[int]:
         """Ids of `text`. `allowed_special`: "none_raise" (a special token's text is an
