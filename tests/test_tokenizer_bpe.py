@@ -228,6 +228,14 @@ def test_encode_batch_equals_encode(tok, shakespeare):
     ]
 
 
+def test_encode_batch_keeps_small_inputs_in_this_process(tok, monkeypatch):
+    import chalklm.tokenizers.batch as batch
+
+    monkeypatch.setattr(batch.multiprocessing, "get_context", lambda *a: pytest.fail("forked"))
+    texts = ["To be, or not to be", "", "that is the question"] * 100
+    assert tok.encode_batch(texts, num_workers=8) == [tok.encode(t) for t in texts]
+
+
 @pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
 def test_long_texts_are_counted_in_blocks_exactly(shakespeare, monkeypatch, pattern):
     """count_chunks cuts long texts at a newline before a non-space: no chunk changes."""
