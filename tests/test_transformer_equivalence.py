@@ -193,3 +193,25 @@ def test_bad_configs_and_inputs_are_one_line_errors():
         glass(np.ones((1, 13), dtype=np.int64), np.ones((1, 2), dtype=np.int64))
     with pytest.raises(ShapeError, match="batch, time"):
         fast(torch.ones(3, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_loss_without_logits_scores_only_real_targets_and_is_the_same(tie):
+    """Training asks for the loss only (`return_logits=False`): the output layer then
+    scores just the non-padding target positions. Same loss and gradients as the full
+    logits, and as the glass box's."""
+    overrides = {"tie_embeddings": tie, "label_smoothing": 0.1}
+    glass, fast = _pair(**overrides)
+    src, tgt_in, tgt_out = _padded_batch()
+    _, g_loss = glass(src, tgt_in, tgt_out)
+    logits, full = fast(*_t(src, tgt_in, tgt_out))
+    full.backward()
+    full_grads = {n: p.grad.clone() for n, p in fast.named_parameters()}
+    fast.zero_grad()
+    none, loss = fast(*_t(src, tgt_in, tgt_out), return_logits=False)
+    loss.backward()
+    assert none is None and logits.shape == (3, 5, 13)
+    assert abs(loss.item() - full.item()) < 1e-6 and abs(loss.item() - g_loss.item()) < 1e-5
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, full_grads[name], rtol=1e-5, atol=1e-6,
+                                   msg=name)

@@ -180,6 +180,7 @@ class Transformer(nn.Module):
         return self.encoder(self.embed(src_ids, "src"), padding_mask), padding_mask
 
     def decode(self, tgt_ids, memory, memory_padding_mask) -> torch.Tensor:
+        """Logits (B, T, V) for the next target token at each position."""
         x = self.decoder(self.embed(tgt_ids, "tgt"), memory, memory_padding_mask)
         return self.output(x)
 
@@ -228,16 +229,30 @@ class Transformer(nn.Module):
             x = self.decoder.ln_f(x)
         return self.output(x)[:, -1], new_cache
 
-    def forward(self, src_ids, tgt_in_ids, tgt_out_ids=None, label_smoothing=None):
+    def forward(self, src_ids, tgt_in_ids, tgt_out_ids=None, label_smoothing=None,
+                return_logits: bool = True):
+        """(logits (B, T, V), loss or None). `return_logits=False` (training) gives
+        (None, loss) and scores only the target positions that are not padding: the
+        output layer and the loss are a large part of a step, and padding rows add
+        nothing to the loss (they are ignored), so they are left out before the matrix
+        product. The loss is the same either way."""
         memory, padding_mask = self.encode(src_ids)
-        logits = self.decode(tgt_in_ids, memory, padding_mask)
+        x = self.decoder(self.embed(tgt_in_ids, "tgt"), memory, padding_mask)
         if tgt_out_ids is None:
-            return logits, None
+            return self.output(x), None
         smoothing = self.config.label_smoothing if label_smoothing is None else label_smoothing
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                               tgt_out_ids.reshape(-1), ignore_index=self.config.pad_id,
+        if return_logits:
+            logits = self.output(x)
+            return logits, self.loss(logits, tgt_out_ids, smoothing)
+        targets = tgt_out_ids != self.config.pad_id
+        return None, self.loss(self.output(x[targets]), tgt_out_ids[targets], smoothing)
+
+    def loss(self, logits, targets, smoothing: float) -> torch.Tensor:
+        """Mean label-smoothed cross-entropy over the targets that are not padding, in fp32
+        (a log-softmax over the vocabulary in bf16 would round the small probabilities)."""
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                               targets.reshape(-1), ignore_index=self.config.pad_id,
                                label_smoothing=smoothing)
-        return logits, loss
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
