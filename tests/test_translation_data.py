@@ -104,3 +104,31 @@ def test_a_pair_too_long_for_the_budget_is_a_clear_error(tokenizer):
 def test_pad_rows_fills_on_the_right():
     out = pad_rows([np.array([5, 6, 7]), np.array([8])], pad_id=0)
     np.testing.assert_array_equal(out, [[5, 6, 7], [8, 0, 0]])
+
+
+def test_bucketing_by_the_longer_side_covers_every_pair_with_less_padding(tokenizer):
+    """The trainer's batches (BucketedPairs): every pair once an epoch, within budget,
+    reproducible, and no more padded cells (source + target) than PairBatches'."""
+    from chalklm.translation.training import BucketedPairs
+
+    rng = np.random.default_rng(0)
+    words = "ein Hund eine Katze Mann fährt Rad zwei laufen schnell sehr langer Satz".split()
+    lengths = rng.integers(1, 12, 300)  # a translation about as long as its source
+    pairs = [(" ".join(rng.choice(words, n)), " ".join(rng.choice(words, n + rng.integers(3))))
+             for n in lengths]
+    enc = encode_pairs(tokenizer, pairs, max_len=64)
+    ids = SpecialIds.of(tokenizer)
+    budget = 200
+
+    def cells(data):
+        batches = [data.batch(budget, 1, i) for i in range(len(data.epoch(budget, 1, 0)))]
+        for (src, tgt_in), _ in batches:
+            assert src.shape[0] * max(src.shape[1], tgt_in.shape[1]) <= budget
+        return sum(src.size + tgt_in.size for (src, tgt_in), _ in batches)
+
+    data = BucketedPairs(enc, ids.pad)
+    seen = np.sort(np.concatenate(data.epoch(budget, 1, 0)))
+    np.testing.assert_array_equal(seen, np.arange(len(enc)))
+    assert cells(data) <= cells(PairBatches(enc, ids.pad))
+    np.testing.assert_array_equal(BucketedPairs(enc, ids.pad).batch(budget, 1, 4)[1],
+                                  data.batch(budget, 1, 4)[1])

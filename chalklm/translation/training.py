@@ -83,6 +83,28 @@ def average_weights(folders) -> dict[str, np.ndarray]:
     return {k: (v / len(folders)).astype(np.float32) for k, v in total.items()}
 
 
+class BucketedPairs(PairBatches):
+    """PairBatches whose epochs sort the pairs by their longer side first, then by the
+    target's length (ties at random).
+
+    A batch costs rows x (longest source + longest target) and PairBatches packs rows up
+    to rows x max(longest source, longest target) tokens. Sorting by the source alone
+    leaves the targets of a batch of different lengths; sorting by the longer side keeps
+    both close: on Multi30k (BPE 5000, 4096 tokens) 127 batches an epoch instead of 137,
+    95% of source and target cells real tokens instead of 99% and 87%."""
+
+    def epoch(self, max_tokens: int, seed: int, epoch: int) -> list[np.ndarray]:
+        key = (max_tokens, seed, epoch)
+        if self._layout[0] != key:
+            rng = np.random.default_rng([seed, epoch])
+            longer = np.maximum(self.src_len, self.tgt_len)
+            order = np.lexsort((rng.random(len(self.src_len)), self.tgt_len, longer))
+            batches = self.cut(order, max_tokens)
+            self._layout = (key, [batches[i] for i in rng.permutation(len(batches))])
+            self._sizes[key] = len(batches)
+        return self._layout[1]
+
+
 # ---- the two engines -------------------------------------------------------------
 
 
@@ -100,7 +122,8 @@ def torch_teacher_forcing(model):
 
         def forward(self, inputs, targets):
             src, tgt_in = inputs
-            return self.inner(src, tgt_in, targets)
+            # the loss only: the output layer then scores just the non-padding positions
+            return self.inner(src, tgt_in, targets, return_logits=False)
 
     return TeacherForcing(model)
 
@@ -159,7 +182,8 @@ class TorchTranslationEngine(TorchEngine):
 
         self.model.eval()
         with torch.no_grad(), self.autocast():
-            _, loss = self.model(*self._tensor(x), self._tensor(y), label_smoothing=0.0)
+            _, loss = self.model(*self._tensor(x), self._tensor(y), label_smoothing=0.0,
+                                 return_logits=False)
         return float(loss) * int((y != self.model.config.pad_id).sum())
 
     def translator(self, tokenizer):
@@ -240,7 +264,7 @@ class TranslationTrainer(Trainer):
         max_len = self.model_config.max_len
         train = encode_pairs(self.tokenizer, train_pairs, max_len, progress=self.dist.is_main)
         val = encode_pairs(self.tokenizer, val_pairs, max_len)
-        self.train_data = PairBatches(train, self.ids.pad)
+        self.train_data = BucketedPairs(train, self.ids.pad)
         self.val_data = PairBatches(val, self.ids.pad)
         self.filtered = train.dropped
         if cfg.engine == "scratch":
