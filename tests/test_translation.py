@@ -44,7 +44,7 @@ def copier():
         torch.set_num_threads(threads)
 
 
-def train_copier(steps=400):
+def train_copier(steps=600):
     """A tiny Transformer trained (seconds) to copy a sentence: the simplest translation,
     checkable word for word. (tokenizer, model)"""
     rng = np.random.default_rng(0)
