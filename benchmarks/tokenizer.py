@@ -51,15 +51,6 @@ def corpora(small: bool) -> dict[str, str]:
     return texts
 
 
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def best_of_each(fns: dict, repeats: int = 3) -> dict:
     """{name: best time} of each function, called in turns: a burst of load from another
     program then slows every contender, not only the one that happened to run during it."""
@@ -200,22 +191,56 @@ def encoding_table(texts, tokenizers):
     return rows
 
 
+def cpu_seconds(fn) -> float:
+    """CPU time `fn` costs: this process (all its threads) and the child processes it
+    waited for. Unlike the wall clock, other programs' load hardly changes it."""
+    import resource
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    start, start_children = time.process_time(), children()
+    fn()
+    return time.process_time() - start + children() - start_children
+
+
 def batch_table(texts, tokenizers):
-    """encode_batch over lines of the corpus: processes, threads, one core."""
+    """encode_batch over lines of the corpus: processes, threads, one core.
+
+    On a machine that other programs keep busy, the wall-clock speedup says little, so
+    the CPU time of each is measured too: `x_processes_idle_bound` = cores x one core's
+    CPU time / the processes' CPU time is the most the processes could gain on idle cores.
+    """
     name, vocab_size = next(iter(tokenizers))
     tok = tokenizers[(name, vocab_size)]
     lines = texts[name].splitlines(keepends=True) * 2
     megabytes = sum(len(line.encode("utf-8")) for line in lines) / 1e6
     tok.encode_batch(lines[:1000])  # warm the cache, as in the rows above
-    serial = best_of(lambda: [tok.encode(line) for line in lines], 2)
-    cores = os.cpu_count() or 1
-    processes = best_of(lambda: tok.encode_batch(lines, num_workers=cores), 2)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    def one_core():
+        return [tok.encode(line) for line in lines]
+
+    def processes():
+        return tok.encode_batch(lines, num_workers=cores)
+
     with ThreadPoolExecutor(cores) as pool:
-        threads = best_of(lambda: list(pool.map(tok.encode, lines, chunksize=256)), 2)
+        best = best_of_each({
+            "one_core": one_core,
+            "processes": processes,
+            "threads": lambda: list(pool.map(tok.encode, lines, chunksize=256)),
+        }, 2)
+    one_core_cpu, processes_cpu = cpu_seconds(one_core), cpu_seconds(processes)
     row = {"corpus": name, "lines": len(lines), "cores": cores,
-           "one_core_MBps": megabytes / serial, "processes_MBps": megabytes / processes,
-           "threads_MBps": megabytes / threads, "x_processes": serial / processes,
-           "x_threads": serial / threads}
+           "load_average": os.getloadavg()[0],
+           "one_core_MBps": megabytes / best["one_core"],
+           "processes_MBps": megabytes / best["processes"],
+           "threads_MBps": megabytes / best["threads"],
+           "x_processes": best["one_core"] / best["processes"],
+           "x_threads": best["one_core"] / best["threads"],
+           "one_core_cpu_s": one_core_cpu, "processes_cpu_s": processes_cpu,
+           "x_processes_idle_bound": cores * one_core_cpu / processes_cpu}
     print_row(row, list(row))
     return [row]
 
@@ -287,7 +312,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     texts = corpora(args.small)
     vocab_sizes = [1024] if args.small else [1024, 4096, 16384]
-    results = {"cpu_count": os.cpu_count(), "small": args.small}
+    results = {"cpu_count": os.cpu_count(), "small": args.small,
+               "load_average_at_start": os.getloadavg()}
     if args.encode_only:
         tokenizers = trained_tokenizers(texts, vocab_sizes)
     else:
@@ -302,6 +328,7 @@ def main() -> None:
     if args.big and not args.encode_only:
         print(f"== peak memory, training on ~{args.big_mb} MB ==")
         results["peak_memory"] = peak_memory_table(texts, args.big_mb, 4096)
+    results["load_average_at_end"] = os.getloadavg()  # other programs' load, 1/5/15 min
     out = RESULTS / ("tokenizer_encoding.json" if args.encode_only else "tokenizer.json")
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
