@@ -187,7 +187,8 @@ class BPETokenizer(Tokenizer):
         allowed_special: str | set[str] = "none_raise",
         num_workers: int | None = None,
     ) -> list[list[int]]:
-        """`encode` of each text, spread over `num_workers` processes (default: all cores)."""
+        """`encode` of each text, spread over `num_workers` processes (default: one per core
+        this process may use); a small input is encoded here, as starting workers costs."""
         from chalklm.tokenizers.batch import encode_batch
 
         return encode_batch(self, list(texts), allowed_special, num_workers)
