@@ -34,7 +34,7 @@ def test_the_multi30k_config_loads_with_the_papers_recipe():
     assert model["n_layer_enc"] == 3 and model["norm_first"] is False
     assert model["label_smoothing"] == 0.1 and model["dropout"] == 0.1
     assert (cfg.beta1, cfg.beta2, cfg.adam_eps) == (0.9, 0.98, 1e-9)
-    assert cfg.schedule == "inverse_sqrt" and cfg.average_last == 4
+    assert cfg.schedule == "cosine" and cfg.average_last == 3 and cfg.vocab_size == 5000
     assert cfg.time_budget == 3600
     model, cfg = load_translation_config("multi30k_de_en", ["n_embd=128", "ffn_dim=512",
                                                             "warmup_steps=50"], out="x")
@@ -80,7 +80,8 @@ def _run(tmp_path, out, resume=False, **overrides):
     flags = dict(_toy_files(tmp_path), out=str(tmp_path / out), vocab_size=300,
                  batch_size=200, eval_batch_size=400, max_steps=8, eval_interval=4,
                  log_interval=2, warmup_steps=4, learning_rate=3e-3, device="cpu",
-                 dtype="fp32", average_last=2, bleu_sentences=5, time_budget=0)
+                 dtype="fp32", average_last=2, bleu_sentences=5, time_budget=0,
+                 schedule="inverse_sqrt")  # the paper's schedule, checked below
     flags.update(overrides)
     settings = [f"{k}={v}" for k, v in TINY_MODEL.items()]
     model, cfg = load_translation_config("multi30k_de_en", settings, **flags)
