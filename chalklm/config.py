@@ -106,7 +106,8 @@ class TransformerConfig(_Config):
     n_layer_dec: int = 3
     n_head: int = 8
     n_embd: int = 256
-    ffn_dim: int = 1024  # the MLP's hidden width; the shared MLP is 4 * n_embd wide
+    ffn_dim: int = 1024  # the MLP's hidden width (the paper: 2048 for 512 wide)
+    activation: str = "relu"  # the MLP's: "relu" (the paper's) or "gelu" (GPT-2's)
     dropout: float = 0.1
     max_len: int = 256  # the longest source or target, in tokens
     norm_first: bool = False  # False: the paper's post-norm; True: pre-norm (GPT-2's)
@@ -122,9 +123,8 @@ class TransformerConfig(_Config):
         _positive_ints(self, ("src_vocab_size", "tgt_vocab_size", "n_layer_enc", "n_layer_dec",
                               "n_head", "n_embd", "ffn_dim", "max_len"))
         _check_common(self)
-        if self.ffn_dim != 4 * self.n_embd:
-            raise ConfigError(f"ffn_dim must be 4 * n_embd = {4 * self.n_embd} (the MLP shared "
-                              f"with the GPT is four times wider than n_embd), got {self.ffn_dim}")
+        if self.activation not in ("relu", "gelu"):
+            raise ConfigError(f"activation must be relu or gelu, got {self.activation!r}")
         if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError(
                 f"tie_embeddings needs one shared vocabulary, but src_vocab_size is "

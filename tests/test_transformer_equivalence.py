@@ -22,8 +22,9 @@ from chalklm.scratch.models import Transformer as GlassTransformer
 
 PAD, BOS, EOS = 0, 1, 2
 TINY = dict(src_vocab_size=13, tgt_vocab_size=13, n_layer_enc=2, n_layer_dec=2, n_head=2,
-            n_embd=16, ffn_dim=64, dropout=0.0, max_len=12, pad_id=PAD)
-VARIANTS = list(itertools.product([False, True], [True, False], ["sinusoidal", "learned"]))
+            n_embd=16, ffn_dim=40, dropout=0.0, max_len=12, pad_id=PAD)  # ffn_dim: any width
+VARIANTS = list(itertools.product([False, True], [True, False], ["sinusoidal", "learned"],
+                                  ["relu", "gelu"]))
 
 
 def _pair(seed=0, fused=True, **overrides):
@@ -47,9 +48,10 @@ def _t(*arrays):
     return [torch.from_numpy(a) for a in arrays]
 
 
-@pytest.mark.parametrize("norm_first,tie,positional", VARIANTS)
-def test_same_weights_same_logits_loss_and_gradients(norm_first, tie, positional):
-    overrides = dict(norm_first=norm_first, tie_embeddings=tie, positional=positional)
+@pytest.mark.parametrize("norm_first,tie,positional,activation", VARIANTS)
+def test_same_weights_same_logits_loss_and_gradients(norm_first, tie, positional, activation):
+    overrides = dict(norm_first=norm_first, tie_embeddings=tie, positional=positional,
+                     activation=activation)
     if not tie:
         overrides["tgt_vocab_size"] = 15  # untied: the two vocabularies may differ
     glass, fast = _pair(**overrides)
@@ -172,7 +174,7 @@ def test_parameter_names_and_shapes_follow_the_contract():
     assert shapes["lm_head.weight"] == (16, 15)
     assert shapes["encoder.layers.1.self_attn.query.weight"] == (16, 16)
     assert shapes["decoder.layers.0.cross_attn.key.weight"] == (16, 16)
-    assert shapes["decoder.layers.0.mlp.fc.weight"] == (16, 64)
+    assert shapes["decoder.layers.0.mlp.fc.weight"] == (16, 40)  # (n_embd, ffn_dim)
     assert shapes["decoder.layers.1.ln_3.scale"] == (16,)
     assert shapes["encoder.ln_f.bias"] == (16,) and "decoder.ln_f.scale" in shapes
     post, _ = _pair(9)  # post-norm: no final norms; tied: one table, no lm_head
@@ -185,7 +187,9 @@ def test_bad_configs_and_inputs_are_one_line_errors():
     with pytest.raises(ConfigError, match="shared vocabulary"):
         TransformerConfig(src_vocab_size=10, tgt_vocab_size=12, tie_embeddings=True)
     with pytest.raises(ConfigError, match="ffn_dim"):
-        TransformerConfig(n_embd=16, n_head=2, ffn_dim=20)
+        TransformerConfig(n_embd=16, n_head=2, ffn_dim=0)
+    with pytest.raises(ConfigError, match="activation must be relu or gelu"):
+        TransformerConfig(activation="swish")
     with pytest.raises(ConfigError, match="pad_id"):
         TransformerConfig(pad_id=-1)
     glass, fast = _pair(10)

@@ -197,15 +197,23 @@ class MultiHeadAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """The feed-forward part of a block: `proj(gelu(fc(x)))`, 4x wider in the middle."""
+    """The feed-forward part of a block: `proj(activation(fc(x)))`, wider in the middle.
 
-    def __init__(self, n_embd: int, bias: bool = True):
+    GPT-2: 4 * n_embd wide, GELU (tanh form; the default). The original Transformer:
+    ffn_dim wide, ReLU."""
+
+    def __init__(self, n_embd: int, bias: bool = True, hidden: int | None = None,
+                 activation: str = "gelu"):
         super().__init__()
-        self.fc = Linear(n_embd, 4 * n_embd, bias)
-        self.proj = Linear(4 * n_embd, n_embd, bias)
+        hidden = hidden or 4 * n_embd
+        self.fc = Linear(n_embd, hidden, bias)
+        self.proj = Linear(hidden, n_embd, bias)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        h = self.fc(x)
+        h = F.relu(h) if self.activation == "relu" else F.gelu(h, approximate="tanh")
+        return self.proj(h)
 
 
 class Block(nn.Module):

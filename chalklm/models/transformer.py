@@ -61,7 +61,7 @@ class EncoderLayer(nn.Module):
         self.norm_first = config.norm_first
         self.self_attn = MultiHeadAttention(C, H, bias, p, causal=False, fused=fused)
         self.ln_1 = LayerNorm(C, bias)
-        self.mlp = MLP(C, bias)
+        self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_2 = LayerNorm(C, bias)
         self.dropout = nn.Dropout(p)
 
@@ -80,7 +80,7 @@ class DecoderLayer(nn.Module):
         self.ln_1 = LayerNorm(C, bias)
         self.cross_attn = CrossAttention(C, H, bias, p, fused=fused)
         self.ln_2 = LayerNorm(C, bias)
-        self.mlp = MLP(C, bias)
+        self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_3 = LayerNorm(C, bias)
         self.dropout = nn.Dropout(p)
 

@@ -13,14 +13,21 @@ from chalklm.scratch.nn import Dropout, LayerNorm, Linear, Module
 
 
 class MLP(Module):
-    """The feed-forward part of a block: proj(gelu(fc(x))), four times wider in the middle."""
+    """The feed-forward part of a block: proj(activation(fc(x))), wider in the middle.
 
-    def __init__(self, n_embd: int, bias: bool = True):
-        self.fc = Linear(n_embd, 4 * n_embd, bias)
-        self.proj = Linear(4 * n_embd, n_embd, bias)
+    GPT-2: 4 * n_embd wide, GELU (the default). The original Transformer: ffn_dim wide,
+    ReLU (max(0, x))."""
+
+    def __init__(self, n_embd: int, bias: bool = True, hidden: int | None = None,
+                 activation: str = "gelu"):
+        hidden = hidden or 4 * n_embd
+        self.fc = Linear(n_embd, hidden, bias)
+        self.proj = Linear(hidden, n_embd, bias)
+        self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(self.fc(x).gelu())
+        h = self.fc(x)
+        return self.proj(h.relu() if self.activation == "relu" else h.gelu())
 
 
 class Block(Module):

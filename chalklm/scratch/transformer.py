@@ -61,7 +61,7 @@ class EncoderLayer(Module):
         self.norm_first = config.norm_first
         self.self_attn = MultiHeadAttention(C, H, bias, p, causal=False)
         self.ln_1 = LayerNorm(C, bias=bias)
-        self.mlp = MLP(C, bias)
+        self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_2 = LayerNorm(C, bias=bias)
         self.dropout = Dropout(p)
 
@@ -81,7 +81,7 @@ class DecoderLayer(Module):
         self.ln_1 = LayerNorm(C, bias=bias)
         self.cross_attn = CrossAttention(C, H, bias, p)
         self.ln_2 = LayerNorm(C, bias=bias)
-        self.mlp = MLP(C, bias)
+        self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_3 = LayerNorm(C, bias=bias)
         self.dropout = Dropout(p)
 
