@@ -128,15 +128,13 @@ def test_the_glass_box_engine_trains_the_same_task(tmp_path):
     assert summary["engine"] == "scratch" and np.isfinite(summary["val_loss"])
 
 
-def test_chalklm_train_runs_a_translation_config(tmp_path, capsys):
+def test_chalklm_train_runs_a_translation_config_on_src_and_tgt_files(tmp_path, capsys):
+    """--src/--tgt alone: the last 5% of the pairs are held out for validation."""
     from chalklm.cli import main
 
     files = _toy_files(tmp_path)
-    config = tmp_path / "toy.toml"
-    text = (CONFIG_DIR / "multi30k_de_en.toml").read_text()
-    config.write_text(text.replace('data = "multi30k"', "\n".join(
-        f'{k} = "{v}"' for k, v in files.items())), encoding="utf-8")
-    argv = ["train", "--config", str(config), "--out", str(tmp_path / "cli"), "--max-steps",
+    argv = ["train", "--config", "multi30k_de_en", "--src", files["train_src"], "--tgt",
+            files["train_tgt"], "--out", str(tmp_path / "cli"), "--max-steps",
             "2", "--device", "cpu", "--dtype", "fp32", "--set", "vocab_size=300"]
     argv += [x for k, v in TINY_MODEL.items() for x in ("--set", f"{k}={v}")]
     argv += ["--set", "batch_size=200", "--set", "bleu_sentences=2"]
@@ -145,3 +143,29 @@ def test_chalklm_train_runs_a_translation_config(tmp_path, capsys):
     assert exit_.value.code == 0
     assert "greedy BLEU" in capsys.readouterr().out
     assert (tmp_path / "cli" / "averaged" / "model.safetensors").is_file()
+
+
+def test_hold_out_keeps_the_last_pairs_for_validation():
+    from chalklm.translation.training import hold_out
+
+    pairs = [(f"s{i}", f"t{i}") for i in range(200)]
+    train, val = hold_out(pairs)
+    assert train == pairs[:190] and val == pairs[190:]
+    assert len(hold_out(pairs * 200)[1]) == 1000  # at most 1000
+    with pytest.raises(ConfigError, match="too few"):
+        hold_out(pairs[:1])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--src", "a.de", "--tgt", "a.en"], "--src/--tgt are for translation configs"),
+    (["--config", "multi30k_de_en", "--src", "a.de"], "data = files needs train_tgt"),
+    (["--config", "multi30k_de_en", "--src", "a.de", "--tgt", "a.en", "--val-src", "v.de"],
+     "needs val_tgt"),
+])
+def test_src_and_tgt_flags_refuse_what_they_cannot_do(argv, message, capsys):
+    from chalklm.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from chalklm.cli.common import positive_int
+from chalklm.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -31,6 +32,12 @@ def register(subparsers) -> None:
     p.add_argument("--engine", choices=["torch", "scratch"],
                    help="torch (fast) or scratch (the NumPy glass box: slow but visible)")
     p.add_argument("--seed", type=int)
+    pairs = p.add_argument_group("translation configs: aligned text files, one sentence a line")
+    pairs.add_argument("--src", metavar="FILE", help="source sentences (e.g. German)")
+    pairs.add_argument("--tgt", metavar="FILE", help="their translations, line by line")
+    pairs.add_argument("--val-src", metavar="FILE",
+                       help="validation sources (default: hold out the last 5%% of --src)")
+    pairs.add_argument("--val-tgt", metavar="FILE", help="validation translations")
     p.set_defaults(func=run)
 
 
@@ -41,6 +48,9 @@ def run(args) -> int:
         from chalklm.translation.training import run_cli
 
         return run_cli(args)
+    if any((args.src, args.tgt, args.val_src, args.val_tgt)):
+        raise ConfigError("--src/--tgt are for translation configs (e.g. --config "
+                          "multi30k_de_en); a GPT reads one text: --data FILE")
     from chalklm.training.config import load_run_config, parse_duration
     from chalklm.training.trainer import Trainer
 

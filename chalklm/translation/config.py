@@ -40,7 +40,7 @@ class TranslationTrainConfig(TrainConfig):
     tgt_lang: str = "en"
     train_src: str = ""  # aligned text files, one sentence a line (data = "files")
     train_tgt: str = ""
-    val_src: str = ""
+    val_src: str = ""  # optional: without them the last pairs of train_* are held out
     val_tgt: str = ""
     tokenizer: str = "bpe"  # "bpe" (trained on both languages) or a tokenizer JSON file
     vocab_size: int = 8000  # of the BPE tokenizer trained here
@@ -63,14 +63,14 @@ class TranslationTrainConfig(TrainConfig):
         if self.schedule not in ("inverse_sqrt", "cosine"):
             raise ConfigError(f"schedule must be inverse_sqrt or cosine, got {self.schedule!r}")
         if self.data not in ("multi30k", "files"):
-            raise ConfigError(f"data must be multi30k or files (with train_src, train_tgt, "
-                              f"val_src, val_tgt), got {self.data!r}")
+            raise ConfigError(f"data must be multi30k or files (with train_src, train_tgt "
+                              f"and optionally val_src, val_tgt), got {self.data!r}")
         if self.data == "files":
-            empty = [k for k in ("train_src", "train_tgt", "val_src", "val_tgt")
-                     if not getattr(self, k)]
-            if empty:
-                raise ConfigError(f"data = files needs {', '.join(empty)} (paths of aligned "
-                                  "text files)")
+            empty = [k for k in ("train_src", "train_tgt") if not getattr(self, k)]
+            if empty or bool(self.val_src) != bool(self.val_tgt):
+                missing = empty or [k for k in ("val_src", "val_tgt") if not getattr(self, k)]
+                raise ConfigError(f"data = files needs {', '.join(missing)} (paths of aligned "
+                                  "text files: --src/--tgt, --val-src/--val-tgt)")
         for key in ("vocab_size", "average_last", "bleu_sentences"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")

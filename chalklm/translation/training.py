@@ -60,7 +60,20 @@ def load_pairs(cfg: TranslationTrainConfig):
     if cfg.data == "multi30k":
         return (load_multi30k("train", cfg.src_lang, cfg.tgt_lang),
                 load_multi30k("val", cfg.src_lang, cfg.tgt_lang))
-    return read_parallel(cfg.train_src, cfg.train_tgt), read_parallel(cfg.val_src, cfg.val_tgt)
+    train = read_parallel(cfg.train_src, cfg.train_tgt)
+    if cfg.val_src:
+        return train, read_parallel(cfg.val_src, cfg.val_tgt)
+    return hold_out(train)
+
+
+def hold_out(pairs: list, share: float = 0.05, most: int = 1000) -> tuple[list, list]:
+    """(train, validation): the last 5% of the pairs (at most 1000, at least 1) become
+    the validation set, for a user who has one pair of files and no validation split."""
+    if len(pairs) < 2:
+        raise ConfigError(f"{len(pairs)} sentence pair(s): too few to hold out a validation "
+                          "set; give --val-src and --val-tgt")
+    n = min(most, max(1, int(len(pairs) * share)))
+    return pairs[:-n], pairs[-n:]
 
 
 def average_weights(folders) -> dict[str, np.ndarray]:
@@ -336,6 +349,17 @@ class TranslationTrainer(Trainer):
         return text
 
 
+def file_flags(args) -> dict:
+    """--src/--tgt (and --val-src/--val-tgt) as config keys: data = files and the paths."""
+    paths = dict(train_src=args.src, train_tgt=args.tgt, val_src=args.val_src,
+                 val_tgt=args.val_tgt)
+    if not any(paths.values()):
+        return {"data": args.data}
+    if args.data is not None:
+        raise ConfigError("give --data (multi30k) or --src/--tgt (files), not both")
+    return dict(data="files", **{k: v for k, v in paths.items() if v})
+
+
 def run_cli(args) -> int:
     """`chalklm train --config <a translation config>`: the same flags as for the GPT."""
     from chalklm.training.config import parse_duration
@@ -343,9 +367,9 @@ def run_cli(args) -> int:
 
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
     model_keys, cfg = load_translation_config(
-        args.config, args.overrides, data=args.data, tokenizer=args.tokenizer, out=args.out,
+        args.config, args.overrides, tokenizer=args.tokenizer, out=args.out,
         max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
-        compile=args.compile, engine=args.engine, seed=args.seed,
+        compile=args.compile, engine=args.engine, seed=args.seed, **file_flags(args),
     )
     trainer = TranslationTrainer(model_keys, cfg, resume=args.resume)
     summary = trainer.run()
