@@ -67,7 +67,7 @@ def peer_model(config):
             self.register_buffer("pe", sinusoidal_table(config.max_len, C), persistent=False)
             self.transformer = nn.Transformer(
                 C, config.n_head, config.n_layer_enc, config.n_layer_dec, config.ffn_dim,
-                config.dropout, activation="gelu", batch_first=True,
+                config.dropout, activation=config.activation, batch_first=True,
                 norm_first=config.norm_first)
             self.dropout = nn.Dropout(config.dropout)
 
