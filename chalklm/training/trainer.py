@@ -13,8 +13,11 @@ The run folder (`--out`) holds `last/` (the newest checkpoint, for --resume), `b
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from chalklm.checkpoint import TRAINER_STATE_FILE, load_checkpoint, save_checkpoint
@@ -26,6 +29,29 @@ from chalklm.training.distributed import Distributed
 from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
 
 FINAL_EVAL_MARGIN_S = 2.0  # seconds kept back from a time budget for saving
+
+
+@contextmanager
+def stop_requests(trainer):
+    """The first Ctrl-C sets `trainer.interrupted`: the step in progress finishes, then the
+    run evaluates and saves as at the end of a time budget. A second Ctrl-C stops at once.
+    Not under torchrun: the processes would stop at different steps and wait on each other."""
+    if trainer.dist.enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum, frame):
+        trainer.interrupted = True
+        signal.signal(signal.SIGINT, previous)
+        print("\nCtrl-C: stopping after this step (evaluate, save); again to abort",
+              file=sys.stderr)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def learning_rate(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -169,21 +195,31 @@ class Trainer:
         return max(by_steps, self.time_used()) if self.cfg.time_budget else by_steps
 
     def run(self) -> dict:
-        cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        tokens_per_step = self.tokens_per_step()
-        peak = self._peak_flops()
         # time kept back for the final evaluation; the same on every process, so all stop
         # at the same step
         self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)
         bar = self._progress_bar()
+        self.interrupted = False
+        with stop_requests(self):
+            stop_reason = self._loop(bar)
+        bar.close()
+        return self._finish(stop_reason)
+
+    def _loop(self, bar) -> str:
+        """Steps until max_steps, the time budget or a Ctrl-C; returns which one."""
+        cfg = self.cfg
+        tokens_per_step, peak = self.tokens_per_step(), self._peak_flops()
+        loop_start, elapsed_before = time.perf_counter(), self.elapsed
         last_good, stop_reason = self.step, "max_steps"
         window_start, window_steps = time.perf_counter(), 0
-        loop_start, elapsed_before = time.perf_counter(), self.elapsed
         while self.step < cfg.max_steps:
             if cfg.time_budget and self.time_used() >= 1.0:
                 stop_reason = "time_budget"
+                break
+            if self.interrupted:
+                stop_reason = "interrupt"
                 break
             lr = self.learning_rate()
             loss, grad_norm = self.engine.train_step(self.micro_batches(self.step), lr)
@@ -210,8 +246,7 @@ class Trainer:
             if record is not None and self.dist.is_main:
                 self.metrics.write(record)
             bar.update(self.elapsed - bar.n if cfg.time_budget else 1)
-        bar.close()
-        return self._finish(stop_reason)
+        return stop_reason
 
     def _progress_bar(self):
         """Steps out of max_steps; or, under a time budget, seconds out of the budget."""
