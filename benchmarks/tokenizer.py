@@ -7,7 +7,11 @@ Training (Tiny Shakespeare; Multi30k English+German; vocab 1024, 4096, 16384):
   its per-merge time extrapolated to the full count (--naive-full runs it all: hours).
 Encoding the same files with the same vocabulary: MB/s of chalklm (first call, cache
   cold; and best of 3), tiktoken and tokenizers (goal: >= 0.5x tiktoken, >= 2x HF), the
-  three timed in turns so that load from other programs slows them alike; and
+  three timed in turns so that load from other programs slows them alike. Best of 3
+  re-encodes a text chalklm's caches have seen whole, which tiktoken (no cache) cannot
+  use; so also "unseen": a fresh tokenizer encodes the file's first half, then is timed
+  on the second half (its words partly new), against tiktoken on that half: the rate
+  on new text of the same kind. And
   encode_batch on all cores against one core, and against a thread pool.
 Peak memory (--big): training on a ~100 MB corpus (the data repeated), each trainer in
   its own process, read from the kernel's peak resident size (goal: under 3 GB).
@@ -181,14 +185,36 @@ def encoding_table(texts, tokenizers):
             "hf": lambda: hf.encode(text, add_special_tokens=False),  # noqa: B023
         })
         warm, tt, hf_s = best["chalklm"], best["tiktoken"], best["hf"]
+        unseen, tt_unseen, unseen_mb = unseen_seconds(tok, text, tiktoken_enc)
         assert ids == tiktoken_enc.encode_ordinary(text) == hf.encode(text).ids, "ids differ"
         rows.append({
             "corpus": name, "vocab": vocab_size, "chalklm_cold_MBps": megabytes / cold,
             "chalklm_MBps": megabytes / warm, "tiktoken_MBps": megabytes / tt,
             "hf_MBps": megabytes / hf_s, "x_tiktoken": tt / warm, "x_hf": hf_s / warm,
+            "chalklm_unseen_MBps": unseen_mb / unseen, "x_tiktoken_unseen": tt_unseen / unseen,
         })
         print_row(rows[-1], list(rows[-1]))
     return rows
+
+
+def unseen_seconds(tok, text: str, tiktoken_enc, repeats: int = 3):
+    """(chalklm's, tiktoken's best time on the second half of `text`, its megabytes);
+    chalklm's tokenizer fresh each time and warmed on the first half only."""
+    from chalklm.tokenizers import BPETokenizer
+
+    cut = text.index("\n", len(text) // 2) + 1
+    seen, unseen = text[:cut], text[cut:]
+    ours, theirs = [], []
+    for _ in range(repeats):
+        fresh = BPETokenizer.from_dict(tok.to_dict())
+        fresh.encode_ordinary(seen)
+        start = time.perf_counter()
+        fresh.encode_ordinary(unseen)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        tiktoken_enc.encode_ordinary(unseen)
+        theirs.append(time.perf_counter() - start)
+    return min(ours), min(theirs), len(unseen.encode("utf-8")) / 1e6
 
 
 def cpu_seconds(fn) -> float:
