@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chalklm.errors import TokenizerError
 from chalklm.tokenizers import BPETokenizer, load_tokenizer
 from chalklm.tokenizers.bpe_merge import merge_long, merge_short
-from chalklm.tokenizers.patterns import PATTERNS, compile_pattern, split_at_spaces
+from chalklm.tokenizers.patterns import PATTERNS, compile_pattern
 
 EVERYTHING = r"[\s\S]+"  # one chunk: the whole text, as minbpe's BasicTokenizer
 
@@ -259,48 +259,6 @@ def test_block_cuts_never_change_chunks(text, pattern):
         patch.setattr(bpe_train, "_BLOCK_CHARS", 2)
         counted = bpe_train.count_chunks(text, PATTERNS[pattern], progress=False)
     assert counted == Counter(compile_pattern(PATTERNS[pattern]).findall(text))
-
-
-# Spaces of every kind the pattern's \s knows, and \x1c, which str.isspace calls space but
-# the pattern does not; letters, digits, punctuation and contractions around them.
-SPACEY = "aZé1٣!'s  \n\r\t\x0b\x1c\x85\u00a0\u2003\u3000"
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.text(alphabet=SPACEY, max_size=80), st.sampled_from(["gpt2", "gpt4"]))
-def test_split_at_spaces_never_changes_chunks(text, pattern):
-    """The pattern cuts the first piece and each " " + piece as it cuts the whole text."""
-    pieces = split_at_spaces(text)
-    assert " ".join(pieces) == text
-    split = compile_pattern(PATTERNS[pattern]).findall
-    apart = split(pieces[0]) + [c for piece in pieces[1:] for c in split(" " + piece)]
-    assert apart == split(text)
-
-
-def test_split_at_spaces_joins_runs_of_whitespace():
-    assert split_at_spaces("a b") == ["a", "b"]
-    assert split_at_spaces(" a  b\n c\t") == ["", "a", " b\n c\t"]  # cut after "a" only
-    assert split_at_spaces("x" + " " * 5 + "y z") == ["x", " " * 4 + "y", "z"]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=SPACEY, max_size=80))
-def test_word_cache_gives_the_ids_of_the_chunks(tok, text):
-    """Encoding by words (cached) equals encoding the pattern's chunks one by one, twice."""
-    by_chunks = [i for c in tok._split(text) for i in tok._encode_chunk(c)]
-    assert tok.encode_ordinary(text) == by_chunks
-    assert tok.encode_ordinary(text) == by_chunks
-
-
-def test_caches_stay_within_their_limit(tok, shakespeare, monkeypatch):
-    import chalklm.tokenizers.bpe as bpe
-
-    monkeypatch.setattr(bpe, "_CACHE_LIMIT", 100)
-    fresh = BPETokenizer.from_dict(tok.to_dict())
-    text = shakespeare[:20_000]
-    assert fresh.encode_ordinary(text) == tok.encode_ordinary(text)
-    assert len(fresh._word_cache) == len(fresh._chunk_cache) == 100
-    assert fresh.encode_ordinary(text) == tok.encode_ordinary(text)
 
 
 @settings(max_examples=100, deadline=None)

@@ -6,9 +6,6 @@ adjacent pair into a new token (`bpe_train`); encoding replays the merges on eac
 of the text (`bpe_merge`). The text is cut into chunks by a regex first (`patterns`),
 so that merges never cross a word/number/punctuation boundary.
 
-Encoding remembers the ids of every chunk, and of every space-led word, it has seen:
-text repeats its words, so most of the work is a dictionary look-up per word.
-
 Interop with tiktoken and Hugging Face tokenizers lives in `formats`.
 """
 
@@ -17,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import chain, islice
+from itertools import chain
 from typing import Any
 
 from chalklm.errors import TokenizerError
@@ -35,13 +32,12 @@ from chalklm.tokenizers.patterns import (
     compile_pattern,
     pattern_name,
     resolve_pattern,
-    split_at_spaces,
 )
 from chalklm.tokenizers.special import SpecialTokens
 
 FORMAT_VERSION = 1
-_CACHE_LIMIT = 1 << 18  # distinct chunks (or words) remembered before a cache starts afresh
-_CACHE_MAX_CHARS = 256  # longer pieces are rare and not worth remembering
+_CACHE_LIMIT = 1 << 18  # distinct chunks remembered before the cache starts afresh
+_CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
 
 
 class BPETokenizer(Tokenizer):
@@ -92,9 +88,7 @@ class BPETokenizer(Tokenizer):
         self._id_bytes[ordinary.start : ordinary.stop] = self.vocab
         for text, token_id in self.special.ids.items():
             self._id_bytes[token_id] = text.encode("utf-8")
-        self._chunk_cache = _IdsCache(self._encode_chunk)  # {chunk: ids}
-        self._word_cache = _IdsCache(self._encode_word)  # {word: ids of " " + word}
-        self._first_cache = _IdsCache(self._encode_chunks)  # {a text's first word: ids}
+        self._cache = _ChunkCache(self._encode_chunk)
 
     # ----------------------------------------------------------------- training
     @classmethod
@@ -152,19 +146,11 @@ class BPETokenizer(Tokenizer):
                 text.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
                 text = replace_surrogates(text)
-        for cache in (self._chunk_cache, self._word_cache, self._first_cache):
-            if len(cache) >= _CACHE_LIMIT:  # full: start afresh, for the words of new texts
-                cache.clear()
-        if not self._named_pattern:
-            return self._encode_chunks(text)
-        pieces = split_at_spaces(text)  # [first, word, word, ...]: text = " ".join(pieces)
-        # Each piece's ids come from a cache, or from _IdsCache.__missing__ the first
-        # time; map and chain run the loop over the words in C.
-        words = islice(pieces, 1, None)
-        return [
-            *self._first_cache[pieces[0]],  # a short text (a line) often starts as others do
-            *chain.from_iterable(map(self._word_cache.__getitem__, words)),
-        ]
+        cache = self._cache
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        # Each chunk's ids come from the cache, or from _ChunkCache.__missing__ the first time.
+        return list(chain.from_iterable(map(cache.__getitem__, self._split(text))))
 
     def encode(self, text: str, allowed_special: str | set[str] = "none_raise") -> list[int]:
         """Ids of `text`. `allowed_special`: "none_raise" (a special token's text is an
@@ -187,23 +173,10 @@ class BPETokenizer(Tokenizer):
         allowed_special: str | set[str] = "none_raise",
         num_workers: int | None = None,
     ) -> list[list[int]]:
-        """`encode` of each text, spread over `num_workers` processes (default: one per core
-        this process may use); a small input is encoded here, as starting workers costs."""
+        """`encode` of each text, spread over `num_workers` processes (default: all cores)."""
         from chalklm.tokenizers.batch import encode_batch
 
         return encode_batch(self, list(texts), allowed_special, num_workers)
-
-    def _encode_chunks(self, text: str) -> list[int]:
-        """Ids of `text` cut into chunks by the pattern, each chunk's ids from the cache."""
-        return list(chain.from_iterable(map(self._chunk_cache.__getitem__, self._split(text))))
-
-    def _encode_word(self, word: str) -> Sequence[int]:
-        """Ids of " " + word, from its chunks' ids (a word is often one chunk, whose list
-        of ids is then shared). Else a tuple: chain reads tuples a bit faster than lists."""
-        chunks = self._regex.findall(" " + word)  # the pattern is a named one: no check
-        if len(chunks) == 1:
-            return self._chunk_cache[chunks[0]]
-        return tuple(chain.from_iterable(map(self._chunk_cache.__getitem__, chunks)))
 
     def _split(self, text: str) -> list[str]:
         chunks = self._regex.findall(text)
@@ -331,21 +304,17 @@ class BPETokenizer(Tokenizer):
         )
 
 
-class _IdsCache(dict):
-    """{text: ids}: text repeats its words, so most words and chunks are encoded only once.
+class _ChunkCache(dict):
+    """{chunk: ids}: text repeats its words, so most chunks are merged only once."""
 
-    A dict subclass with `__missing__`, so that a hit is a plain `dict.__getitem__`, which
-    `map` calls in C without a Python frame.
-    """
-
-    def __init__(self, encode):
+    def __init__(self, encode_chunk):
         super().__init__()
-        self.encode = encode
+        self.encode_chunk = encode_chunk
 
-    def __missing__(self, text: str):
-        ids = self.encode(text)
-        if len(text) <= _CACHE_MAX_CHARS and len(self) < _CACHE_LIMIT:  # bounded memory
-            self[text] = ids
+    def __missing__(self, chunk: str) -> list[int]:
+        ids = self.encode_chunk(chunk)
+        if len(chunk) <= _CACHE_MAX_CHARS:
+            self[chunk] = ids
         return ids
 
 

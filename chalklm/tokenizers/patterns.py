@@ -13,9 +13,6 @@ string, kept here and nowhere else:
 
 Each exporter receives a copy its regex engine reads the same way (`EXPORT_PATTERNS`);
 tests check that Python's `regex`, tiktoken and Hugging Face tokenizers cut identically.
-
-`split_at_spaces` cuts a text into space-led words before the pattern runs, which lets
-the encoder look up whole words (see its docstring for why that is exact).
 """
 
 from __future__ import annotations
@@ -78,46 +75,6 @@ def check_covers(chunks: list[str], text: str) -> None:
             "the custom pattern skips some characters of the text, so they could not be "
             "decoded back; end it with a catch-all alternative such as |[\\s\\S]"
         )
-
-
-# A space right after whitespace (the pattern's own \s, which differs from str.isspace).
-_SPACE_AFTER_WHITESPACE = regex.compile(r"(?<=\s) ")
-
-
-def split_at_spaces(text: str) -> list[str]:
-    """`text` cut before every space that follows a non-space character, the cut spaces
-    dropped: the pieces [p0, p1, p2, ...] stand for p0 + " " + p1 + " " + p2 + ...
-
-    Why: `str.split` runs in C, several times faster than the pattern, and most pieces
-    are words seen before, so an encoder can look up " " + p1 whole instead of its chunks.
-    Exact for both named patterns (not for a custom one): neither puts a non-space and
-    the space after it into one chunk, so a chunk starts at each such space; and no part
-    of them that reads that space would match the end of the text instead, so the
-    pattern cuts each piece as it cuts the whole text. A space after whitespace ("  ",
-    "\n ") may belong to a run of whitespace, so it joins its piece to the one before.
-    """
-    pieces = text.split(" ")
-    joins, spaces_before, last = [], 0, 0
-    for found in _SPACE_AFTER_WHITESPACE.finditer(text):  # rare in prose
-        spaces_before += text.count(" ", last, found.start())
-        last = found.start()
-        joins.append(spaces_before + 1)  # this space ends piece spaces_before
-    return _join_pieces(pieces, joins) if joins else pieces
-
-
-def _join_pieces(pieces: list[str], joins: list[int]) -> list[str]:
-    """`pieces` with each piece k in `joins` (ascending) put back after piece k - 1 and
-    its space. A run k, k + 1, ... is joined at once: a long run of spaces stays linear."""
-    out, done, i = [], 0, 0
-    while i < len(joins):
-        first = last = joins[i]
-        while i + 1 < len(joins) and joins[i + 1] == last + 1:
-            i, last = i + 1, last + 1
-        out.extend(pieces[done : first - 1])
-        out.append(" ".join(pieces[first - 1 : last + 1]))
-        done, i = last + 1, i + 1
-    out.extend(pieces[done:])
-    return out
 
 
 @functools.lru_cache(maxsize=32)
