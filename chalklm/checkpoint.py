@@ -116,11 +116,16 @@ def load_weights(path) -> dict[str, np.ndarray]:
     """name -> NumPy array from a checkpoint folder (or a .safetensors file); no torch needed."""
     path = Path(path)
     file = path if path.suffix == ".safetensors" else resolve(path) / MODEL_FILE
-    return _read_safetensors(file)
+    return read_safetensors(file)
 
 
-def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+def read_safetensors(file: Path, as_torch: bool = False) -> dict:
+    """name -> array from a safetensors file: NumPy arrays, or torch tensors (mapped from
+    the file lazily, so a model's weights are in memory once, not twice while loading)."""
+    if as_torch:
+        from safetensors.torch import load_file
+    else:
+        from safetensors.numpy import load_file
 
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
@@ -180,7 +185,7 @@ class Checkpoint:
 
     def resume_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(optimizer arrays, trainer state) for `--resume`; missing files are an error."""
-        return (_read_safetensors(self.path / OPTIMIZER_FILE),
+        return (read_safetensors(self.path / OPTIMIZER_FILE),
                 read_json(self.path / TRAINER_STATE_FILE))
 
 

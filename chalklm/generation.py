@@ -595,7 +595,7 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         device = resolve_device(device)
         with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised
             model = GPT(config)
-        weights = _read_torch_weights(folder / checkpoint.MODEL_FILE)
+        weights = checkpoint.read_safetensors(folder / checkpoint.MODEL_FILE, as_torch=True)
         model.load_weights(weights, assign=True)  # the file's arrays become the parameters
         if config.positional == "sinusoidal":  # a fixed table, not in the file: make it
             model.position_encoding = PositionalEncoding(config.block_size, config.n_embd)
@@ -604,18 +604,3 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
             p.requires_grad_(False)
     model.eval()
     return model, tokenizer
-
-
-def _read_torch_weights(file) -> dict:
-    """The weights as torch tensors mapped from the file (safetensors reads them lazily,
-    so a model's weights are in memory once, not twice while loading)."""
-    from safetensors.torch import load_file
-
-    from chalklm.errors import CheckpointError
-
-    if not file.is_file():
-        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
-    try:
-        return load_file(str(file))
-    except Exception as exc:  # safetensors raises several kinds for a damaged file
-        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
