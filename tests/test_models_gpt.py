@@ -11,6 +11,7 @@ from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
 from chalklm.models import GPT
 from chalklm.models.layers import (
+    Dropout,
     LayerNorm,
     Linear,
     MultiHeadAttention,
@@ -193,3 +194,30 @@ def test_fused_causal_attention_with_fewer_queries_than_keys_matches_the_math_pa
     fused = SelfAttention(fused=True)(q, k, v, causal=True)
     explicit = SelfAttention(fused=False)(q, k, v, causal=True)
     torch.testing.assert_close(fused, explicit)
+
+
+def test_dropout_drops_p_of_the_numbers_keeps_the_mean_and_routes_gradients_through_the_mask():
+    torch.manual_seed(0)
+    x = torch.ones(400, 500, requires_grad=True)
+    layer = Dropout(0.1)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.003  # 200,000 draws: 3e-3 is ~4.5 sd
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 65536 / (65536 - 6554)))
+    assert abs(y.mean().item() - 1.0) < 0.004
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * m)/dx = m: the same mask and scale
+    for dtype in (torch.bfloat16, torch.float32):  # odd sizes, other dtypes: same rule
+        z = layer(torch.ones(3, 7, dtype=dtype))
+        assert z.dtype == dtype and z.shape == (3, 7)
+
+
+def test_dropout_is_seeded_by_torch_and_off_in_eval_mode():
+    layer = Dropout(0.5)
+    torch.manual_seed(3)
+    first = layer(torch.ones(64))
+    torch.manual_seed(3)
+    assert torch.equal(layer(torch.ones(64)), first)
+    assert not torch.equal(layer(torch.ones(64)), first)
+    layer.eval()
+    assert torch.equal(layer(torch.ones(64)), torch.ones(64))

@@ -14,7 +14,14 @@ from torch import nn
 
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
-from chalklm.models.layers import Block, LayerNorm, Linear, PositionalEmbedding, PositionalEncoding
+from chalklm.models.layers import (
+    Block,
+    Dropout,
+    LayerNorm,
+    Linear,
+    PositionalEmbedding,
+    PositionalEncoding,
+)
 
 
 class GPT(nn.Module):
@@ -29,7 +36,7 @@ class GPT(nn.Module):
             self.position_embedding = PositionalEmbedding(config.block_size, C)
         else:
             self.position_encoding = PositionalEncoding(config.block_size, C)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(C, config.n_head, config.bias, config.dropout, fused_attention)
             for _ in range(config.n_layer)

@@ -61,6 +61,38 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], self.scale, self.bias, self.eps)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Zero each number with probability p and scale the survivors by 1 / (1 - p), so the
+    expected value is unchanged; the identity when not training.
+
+    Same arithmetic as F.dropout, faster mask on a CPU: there F.dropout draws one random
+    number per element (bernoulli_, single-threaded), which cost more than a tenth of a
+    Transformer training step. Here one 64-bit draw gives four 16-bit ones, and an element
+    survives when its 16-bit draw is at least p * 65536: the drop rate is p rounded to a
+    multiple of 1/65536 (0.1 becomes 0.0999908), and the scale uses that rounded rate.
+    The draws come from torch's generator, so seeding and exact resume work as before."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)  # GPUs fuse mask and product in one kernel
+    threshold = round(p * 65536)
+    words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    draws = words.view(torch.int16)[: x.numel()].view(x.shape)
+    keep = draws >= threshold - 32768  # int16 runs from -32768: shift the threshold alike
+    return x * (keep * (65536 / (65536 - threshold))).to(x.dtype)
+
+
+class Dropout(nn.Module):
+    """`dropout(x, p)` while training (see `dropout`), nothing in eval mode."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class PositionalEmbedding(nn.Module):
     """Learned positions: row `t` of `weight` (block_size, dim) is added to the token at t."""
 
@@ -112,7 +144,7 @@ class SelfAttention(nn.Module):
     def forward(self, q, k, v, causal: bool = False, padding_mask=None,
                 keep=None) -> torch.Tensor:
         """`keep`, if given, is a ready mask (True = may look), e.g. the KV cache's."""
-        dropout = self.dropout if self.training else 0.0
+        p = self.dropout if self.training else 0.0
         mask = self._keep_mask(q, k, causal, padding_mask) if keep is None else keep
         if self.fused:
             # PyTorch's is_causal aligns the mask top-left; ours is bottom-right (tril(Tk - Tq)),
@@ -120,14 +152,14 @@ class SelfAttention(nn.Module):
             is_causal = (causal and padding_mask is None and keep is None
                          and q.shape[-2] == k.shape[-2])
             return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=None if is_causal else mask, dropout_p=dropout,
+                q, k, v, attn_mask=None if is_causal else mask, dropout_p=p,
                 is_causal=is_causal,
             )
         # q / sqrt(hs) @ k.T: scaling q (T x hs numbers) costs less than scaling the T x T scores
         scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
         if mask is not None:
             scores = torch.where(mask, scores, float("-inf"))
-        weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
+        weights = dropout(torch.softmax(scores, dim=-1), p, self.training)
         return weights @ v
 
     @staticmethod
@@ -226,7 +258,7 @@ class Block(nn.Module):
         self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True, fused=fused)
         self.ln_2 = LayerNorm(n_embd, bias)
         self.mlp = MLP(n_embd, bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.ln_1(x), cache=cache))

@@ -19,6 +19,7 @@ from chalklm.errors import ShapeError
 from chalklm.models.gpt import GPT
 from chalklm.models.layers import (
     MLP,
+    Dropout,
     LayerNorm,
     Linear,
     MultiHeadAttention,
@@ -39,7 +40,7 @@ class CrossAttention(MultiHeadAttention):
         return super().forward(x, context=memory, padding_mask=memory_padding_mask)
 
 
-def residual(x, sublayer, norm: LayerNorm, drop: nn.Dropout, norm_first: bool):
+def residual(x, sublayer, norm: LayerNorm, drop: Dropout, norm_first: bool):
     """post-norm: LayerNorm(x + dropout(sublayer(x))); pre-norm: x + dropout(sublayer(LN(x)))."""
     if norm_first:
         return x + drop(sublayer(norm(x)))
@@ -63,7 +64,7 @@ class EncoderLayer(nn.Module):
         self.ln_1 = LayerNorm(C, bias)
         self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_2 = LayerNorm(C, bias)
-        self.dropout = nn.Dropout(p)
+        self.dropout = Dropout(p)
 
     def forward(self, x, padding_mask):
         x = residual(x, lambda h: self.self_attn(h, padding_mask=padding_mask), self.ln_1,
@@ -82,7 +83,7 @@ class DecoderLayer(nn.Module):
         self.ln_2 = LayerNorm(C, bias)
         self.mlp = MLP(C, bias, config.ffn_dim, config.activation)
         self.ln_3 = LayerNorm(C, bias)
-        self.dropout = nn.Dropout(p)
+        self.dropout = Dropout(p)
 
     def forward(self, x, memory, memory_padding_mask):
         x = residual(x, self.self_attn, self.ln_1, self.dropout, self.norm_first)
@@ -135,7 +136,7 @@ class Transformer(nn.Module):
             self.tgt_position_embedding = PositionalEmbedding(config.max_len, C)
         else:
             self.position_encoding = PositionalEncoding(config.max_len, C)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.encoder = Encoder(config, fused_attention)
         self.decoder = Decoder(config, fused_attention)
         if not config.tie_embeddings:
