@@ -44,9 +44,10 @@ def copier():
         torch.set_num_threads(threads)
 
 
-def train_copier(steps=600):
+def train_copier(steps=800):
     """A tiny Transformer trained (seconds) to copy a sentence: the simplest translation,
-    checkable word for word. (tokenizer, model)"""
+    checkable word for word. (tokenizer, model) 600 steps copied 29 or 30 of the 30 test
+    sentences depending on the last bits of rounding in the loss; 800 leave a margin."""
     rng = np.random.default_rng(0)
     pairs = [(s, s) for s in _sentences(rng, 300)]
     tokenizer = train_tokenizer(pairs, vocab_size=320, progress=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chalklm.config import GPTConfig
@@ -22,6 +21,7 @@ from chalklm.models.layers import (
     PositionalEmbedding,
     PositionalEncoding,
 )
+from chalklm.models.loss import cross_entropy
 
 
 class GPT(nn.Module):
@@ -91,8 +91,7 @@ class GPT(nn.Module):
             logits = self.lm_head(x)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                   targets.reshape(-1), ignore_index=-1)
+            loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, loss
 
     def num_params(self, non_embedding: bool = True) -> int:

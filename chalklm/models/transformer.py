@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chalklm.config import TransformerConfig
@@ -26,6 +25,7 @@ from chalklm.models.layers import (
     PositionalEmbedding,
     PositionalEncoding,
 )
+from chalklm.models.loss import cross_entropy
 
 
 class CrossAttention(MultiHeadAttention):
@@ -251,9 +251,8 @@ class Transformer(nn.Module):
     def loss(self, logits, targets, smoothing: float) -> torch.Tensor:
         """Mean label-smoothed cross-entropy over the targets that are not padding, in fp32
         (a log-softmax over the vocabulary in bf16 would round the small probabilities)."""
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                               targets.reshape(-1), ignore_index=self.config.pad_id,
-                               label_smoothing=smoothing)
+        return cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             self.config.pad_id, smoothing)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
