@@ -28,10 +28,9 @@ from chalklm.tokenizers.bpe_train import (
     utf8_bytes,
 )
 from chalklm.tokenizers.patterns import (
-    check_covers,
-    compile_pattern,
     pattern_name,
     resolve_pattern,
+    splitter,
 )
 from chalklm.tokenizers.special import SpecialTokens
 
@@ -62,8 +61,7 @@ class BPETokenizer(Tokenizer):
         id_offset: int = 0,
     ):
         self.pattern = resolve_pattern(pattern)
-        self._regex = compile_pattern(self.pattern)
-        self._named_pattern = pattern_name(self.pattern) is not None
+        self._split = splitter(self.pattern)
         self.byte_order = list(range(256)) if byte_order is None else [int(b) for b in byte_order]
         if sorted(self.byte_order) != list(range(256)):
             raise TokenizerError("byte_order must list each of the 256 bytes exactly once")
@@ -177,12 +175,6 @@ class BPETokenizer(Tokenizer):
         from chalklm.tokenizers.batch import encode_batch
 
         return encode_batch(self, list(texts), allowed_special, num_workers)
-
-    def _split(self, text: str) -> list[str]:
-        chunks = self._regex.findall(text)
-        if not self._named_pattern:
-            check_covers(chunks, text)
-        return chunks
 
     def _encode_chunk(self, chunk: str) -> list[int]:
         data = chunk.encode("utf-8")
