@@ -221,3 +221,16 @@ def test_dropout_is_seeded_by_torch_and_off_in_eval_mode():
     assert not torch.equal(layer(torch.ones(64)), first)
     layer.eval()
     assert torch.equal(layer(torch.ones(64)), torch.ones(64))
+
+
+def test_the_shared_causal_mask_made_under_inference_mode_still_trains():
+    from chalklm.models.layers import causal_mask
+
+    causal_mask.cache_clear()
+    attention = SelfAttention(fused=False)
+    q = torch.randn(1, 1, 5, 4)
+    with torch.inference_mode():
+        attention(q, q, q, causal=True)  # the (5, 5) mask is made here first
+    trained = q.clone().requires_grad_()
+    attention(trained, trained, trained, causal=True).sum().backward()
+    assert trained.grad is not None

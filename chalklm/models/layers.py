@@ -7,6 +7,7 @@ arithmetic is the same too; only the speed differs (fused kernels, bf16, torch.c
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -167,12 +168,21 @@ class SelfAttention(nn.Module):
         """Boolean (.., Tq, Tk) mask, True where a query may look at a key; None for all."""
         mask = None
         if causal:
-            Tq, Tk = q.shape[-2], k.shape[-2]
-            mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)
+            mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
         if padding_mask is not None:
             keep = ~padding_mask[:, None, None, :]
             mask = keep if mask is None else mask & keep
         return mask
+
+
+@functools.lru_cache(maxsize=64)
+def causal_mask(Tq: int, Tk: int, device: torch.device) -> torch.Tensor:
+    """(Tq, Tk) booleans, True where query i (the last Tq of Tk positions) may look at key
+    j: j <= i + (Tk - Tq). Made once per shape: every layer and step reads the same one
+    (an ordinary tensor even when first asked for under inference_mode, so that training
+    may save it for the backward pass later)."""
+    with torch.inference_mode(False):
+        return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(Tk - Tq)
 
 
 class MultiHeadAttention(nn.Module):
