@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalklm.tokenizers.patterns import LATIN1_PATTERNS, PATTERNS, compile_pattern, splitter
+from chalklm.tokenizers.patterns import (
+    LATIN1_PATTERNS,
+    PATTERNS,
+    compile_pattern,
+    next_cut,
+    previous_cut,
+    splitter,
+)
 
 # One character of each class either spelling tells apart: letters (the contraction
 # letters among them, both cases; accented, \xaa, \xb5, \xdf), digits and other numbers
@@ -50,3 +57,18 @@ def test_a_corpus_is_cut_alike_and_other_text_goes_to_regex(name):
         assert splitter(PATTERNS[name])(text) == compile_pattern(PATTERNS[name]).findall(text)
     mixed = "Größe 12345 don't\u00a0 \u2003x\r\n"  # above U+00FF: regex's own classes
     assert splitter(PATTERNS[name])(mixed) == compile_pattern(PATTERNS[name]).findall(mixed)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab1 .\n\r\t\u00e4\u201e\u201c\u4e00\u00a0", max_size=120),
+       st.sampled_from(sorted(PATTERNS)))
+def test_text_with_characters_above_latin1_is_cut_alike(text, name):
+    # lines with a wide character go to regex, the others to re: the seams must not show
+    assert splitter(PATTERNS[name])(text) == compile_pattern(PATTERNS[name]).findall(text)
+
+
+def test_cuts_fall_after_lone_newlines_only():
+    text = "ab\n\ncd\n ef\ngh\n"
+    assert next_cut(text, 0) == 11  # "ef\ngh": the first newline between two non-spaces
+    assert previous_cut(text, len(text)) == 11
+    assert previous_cut(text, 10) == 0 and next_cut(text, 12) == len(text)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from chalklm.tokenizers.patterns import PATTERNS, splitter
+from chalklm.tokenizers.patterns import PATTERNS, next_cut, splitter
 
 PAIR_BASE = 1 << 24  # ids stay below this, so a * PAIR_BASE + b orders pairs like (a, b)
 _BLOCK_CHARS = 1 << 20
@@ -47,10 +47,8 @@ def replace_surrogates(text: str) -> str:
 
 
 def _blocks(text: str, pattern: str) -> Iterator[str]:
-    """Cut a long text into ~1 MB blocks just after a newline between two non-space characters.
-
-    Both named patterns always end a chunk there, whatever follows (a lone newline after
-    a letter, digit or punctuation), so the chunks of the blocks are the chunks of the
+    """Cut a long text into ~1 MB blocks at `patterns.next_cut` (just after a newline
+    between two non-space characters), so the chunks of the blocks are the chunks of the
     whole text. A custom pattern's text is not cut.
     """
     if pattern not in PATTERNS.values():
@@ -58,18 +56,12 @@ def _blocks(text: str, pattern: str) -> Iterator[str]:
         return
     start, end = 0, len(text)
     while end - start > _BLOCK_CHARS:
-        cut = text.find("\n", start + _BLOCK_CHARS)
-        while cut != -1 and not _lone_newline(text, cut):
-            cut = text.find("\n", cut + 1)
-        if cut == -1:
+        cut = next_cut(text, start + _BLOCK_CHARS + 1)
+        if cut == end:
             break
-        yield text[start : cut + 1]
-        start = cut + 1
+        yield text[start:cut]
+        start = cut
     yield text[start:]
-
-
-def _lone_newline(text: str, i: int) -> bool:
-    return 0 < i < len(text) - 1 and not text[i - 1].isspace() and not text[i + 1].isspace()
 
 
 def count_chunks(texts: str | Iterable[str], pattern: str, progress: bool = True) -> Counter[str]:

@@ -143,7 +143,50 @@ def splitter(pattern: str) -> Callable[[str], list[str]]:
         try:
             text.encode("latin-1")  # stops at the first character above U+00FF
         except UnicodeEncodeError:
-            return unicode(text)
+            return _split_mixed(text, latin1, unicode)
         return latin1(text)
 
     return split_named
+
+
+_WIDE = re.compile(r"[^\x00-\xff]")  # a character above U+00FF
+
+
+def _split_mixed(text: str, latin1, unicode) -> list[str]:
+    """The chunks of a text with some characters above U+00FF (German text's „quotes“):
+    the lines around each such character are cut by `unicode` (regex), the rest, Latin-1,
+    by `latin1` (re). Lines are parted only at `next_cut`/`previous_cut`, where the
+    chunks of the parts are the chunks of the whole."""
+    chunks, start = [], 0
+    found = _WIDE.search(text)
+    while found:
+        low = previous_cut(text, found.start(), start)
+        start_next = next_cut(text, found.end())
+        chunks += latin1(text[start:low])
+        chunks += unicode(text[low:start_next])
+        start = start_next
+        found = _WIDE.search(text, start)
+    return chunks + latin1(text[start:])
+
+
+def _lone_newline(text: str, i: int) -> bool:
+    return 0 < i < len(text) - 1 and not text[i - 1].isspace() and not text[i + 1].isspace()
+
+
+def next_cut(text: str, position: int) -> int:
+    """The first place at or after `position` just after a newline between two non-space
+    characters (len(text) if none). Both named patterns always end a chunk there, whatever
+    follows (the newline ends a letter, digit or punctuation chunk, or is a chunk of its
+    own), so a text cut there splits into the same chunks as the whole."""
+    i = text.find("\n", max(position - 1, 0))
+    while i != -1 and not _lone_newline(text, i):
+        i = text.find("\n", i + 1)
+    return len(text) if i == -1 else i + 1
+
+
+def previous_cut(text: str, position: int, floor: int = 0) -> int:
+    """The last such place at or before `position` and not before `floor` (else floor)."""
+    i = text.rfind("\n", floor, position)
+    while i != -1 and not _lone_newline(text, i):
+        i = text.rfind("\n", floor, i)
+    return floor if i == -1 else i + 1
