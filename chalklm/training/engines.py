@@ -62,15 +62,24 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, model_config, cfg, device: str, dtype: str, dist):
-        import torch
-
         from chalklm.models import GPT
+
+        self._setup(lambda fused: GPT(model_config, fused_attention=fused), cfg, device, dtype,
+                    dist)
+
+    def _setup(self, build, cfg, device: str, dtype: str, dist, wrap=None,
+               adam_eps: float = 1e-8) -> None:
+        """The model from `build(fused_attention)`, its training form (compiled when asked,
+        `wrap`ped into what the trainer calls, DistributedDataParallel under torchrun) and
+        AdamW. Shared by every task's torch engine."""
+        import torch
 
         self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
         torch.manual_seed(cfg.seed)
-        self.model = GPT(model_config, fused_attention=fused_attention_is_faster(device, dtype))
-        self.model.to(device)
+        self.model = build(fused_attention_is_faster(device, dtype)).to(device)
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        if wrap is not None:
+            self.train_model = wrap(self.train_model)
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -81,7 +90,8 @@ class TorchEngine:
         for g in groups:
             g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate,
-                                           betas=(cfg.beta1, cfg.beta2), fused=True)
+                                           betas=(cfg.beta1, cfg.beta2), eps=adam_eps,
+                                           fused=True)
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs across processes
 
     def autocast(self):

@@ -34,7 +34,7 @@ from chalklm.data.parallel import (
 from chalklm.errors import CheckpointError, ConfigError
 from chalklm.scratch.nn import Module
 from chalklm.training.distributed import Distributed
-from chalklm.training.engines import TorchEngine, decay_groups, fused_attention_is_faster
+from chalklm.training.engines import TorchEngine, decay_groups
 from chalklm.training.report import MetricsLog
 from chalklm.training.scratch_engine import ScratchEngine
 from chalklm.training.trainer import Trainer, _check_same_model, learning_rate
@@ -160,29 +160,10 @@ class TorchTranslationEngine(TorchEngine):
     """The fast engine's Transformer with the paper's Adam; the rest is TorchEngine's."""
 
     def __init__(self, model_config: TransformerConfig, cfg, device, dtype, dist):
-        import torch
-
         from chalklm.models.transformer import Transformer
 
-        self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
-        torch.manual_seed(cfg.seed)
-        fused = fused_attention_is_faster(device, dtype)
-        self.model = Transformer(model_config, fused_attention=fused).to(device)
-        self.train_model = torch_teacher_forcing(
-            torch.compile(self.model) if cfg.compile else self.model)
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [dist.local_rank] if device.startswith("cuda") else None
-            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
-        self.names = {p: n for n, p in self.model.named_parameters()}
-        groups = decay_groups(self.model.named_parameters())
-        for g in groups:
-            g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate,
-                                           betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
-                                           fused=True)
-        torch.manual_seed(cfg.seed + dist.rank)
+        self._setup(lambda fused: Transformer(model_config, fused_attention=fused), cfg, device,
+                    dtype, dist, wrap=torch_teacher_forcing, adam_eps=cfg.adam_eps)
 
     def _tensor(self, array):
         if isinstance(array, tuple):  # the inputs (src, tgt_in)
