@@ -70,7 +70,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     number per element (bernoulli_, single-threaded), which cost more than a tenth of a
     Transformer training step. Here one 64-bit draw gives four 16-bit ones, and an element
     survives when its 16-bit draw is at least p * 65536: the drop rate is p rounded to a
-    multiple of 1/65536 (0.1 becomes 0.0999908), and the scale uses that rounded rate.
+    multiple of 1/65536 (0.1 becomes 0.1000061), and the scale uses that rounded rate.
     The draws come from torch's generator, so seeding and exact resume work as before."""
     if not training or p == 0.0:
         return x
