@@ -36,7 +36,11 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
 
 def _fp32(z: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 logits become fp32 for the arithmetic; fp32 and fp64 stay as they are."""
-    return z.to(torch.promote_types(z.dtype, torch.float32))
+    return z.to(_arithmetic_dtype(z))
+
+
+def _arithmetic_dtype(z: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(z.dtype, torch.float32)
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -46,8 +50,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         safe = torch.where(counted, targets, 0)  # any valid index; the row is not counted
         n = counted.sum().clamp(min=1)
         step = max(1, NUMBERS_PER_SLICE // logits.shape[1])
-        lse = torch.empty(logits.shape[0], dtype=torch.promote_types(logits.dtype,
-                                                                     torch.float32))
+        lse = torch.empty(logits.shape[0], dtype=_arithmetic_dtype(logits))
         total = lse.new_zeros(())
         for s in range(0, logits.shape[0], step):
             rows = slice(s, s + step)
