@@ -6,6 +6,9 @@ adjacent pair into a new token (`bpe_train`); encoding replays the merges on eac
 of the text (`bpe_merge`). The text is cut into chunks by a regex first (`patterns`),
 so that merges never cross a word/number/punctuation boundary.
 
+Encoding remembers the ids of every chunk it has seen: text repeats its words, so most
+chunks cost one dictionary look-up.
+
 Interop with tiktoken and Hugging Face tokenizers lives in `formats`.
 """
 
@@ -171,7 +174,8 @@ class BPETokenizer(Tokenizer):
         allowed_special: str | set[str] = "none_raise",
         num_workers: int | None = None,
     ) -> list[list[int]]:
-        """`encode` of each text, spread over `num_workers` processes (default: all cores)."""
+        """`encode` of each text, spread over `num_workers` processes (default: one per core
+        this process may use); a small input is encoded here, as starting workers costs."""
         from chalklm.tokenizers.batch import encode_batch
 
         return encode_batch(self, list(texts), allowed_special, num_workers)
