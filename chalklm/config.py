@@ -12,6 +12,11 @@ from dataclasses import dataclass, fields
 from chalklm.errors import ConfigError
 
 POSITIONAL_KINDS = ("learned", "sinusoidal")
+# The MLP's activation: "gelu" is GELU's tanh form (GPT-2's), "gelu_exact" is x * Phi(x)
+# with the normal distribution's Phi computed from erf (as written in the GELU paper; on
+# CPUs it is the faster one: PyTorch's tanh kernel is slow), "relu" is max(0, x) (the
+# original Transformer's).
+ACTIVATIONS = ("gelu", "gelu_exact", "relu")
 
 
 def _positive_ints(config, names):
@@ -19,6 +24,12 @@ def _positive_ints(config, names):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_activation(config):
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                          f"got {config.activation!r}")
 
 
 def _check_common(config):
@@ -77,12 +88,14 @@ class GPTConfig(_Config):
     # "learned" (PositionalEmbedding) or "sinusoidal" (PositionalEncoding)
     positional: str = "learned"
     tie_embeddings: bool = True  # output layer reuses the token embedding matrix
+    activation: str = "gelu"  # the MLP's; see ACTIVATIONS
 
     model_type = "gpt"
 
     def __post_init__(self):
         _positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
         _check_common(self)
+        _check_activation(self)
 
     @property
     def head_size(self) -> int:
@@ -107,7 +120,7 @@ class TransformerConfig(_Config):
     n_head: int = 8
     n_embd: int = 256
     ffn_dim: int = 1024  # the MLP's hidden width (the paper: 2048 for 512 wide)
-    activation: str = "relu"  # the MLP's: "relu" (the paper's) or "gelu" (GPT-2's)
+    activation: str = "relu"  # the MLP's: "relu" (the paper's); see ACTIVATIONS
     dropout: float = 0.1
     max_len: int = 256  # the longest source or target, in tokens
     norm_first: bool = False  # False: the paper's post-norm; True: pre-norm (GPT-2's)
@@ -123,8 +136,7 @@ class TransformerConfig(_Config):
         _positive_ints(self, ("src_vocab_size", "tgt_vocab_size", "n_layer_enc", "n_layer_dec",
                               "n_head", "n_embd", "ffn_dim", "max_len"))
         _check_common(self)
-        if self.activation not in ("relu", "gelu"):
-            raise ConfigError(f"activation must be relu or gelu, got {self.activation!r}")
+        _check_activation(self)
         if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError(
                 f"tie_embeddings needs one shared vocabulary, but src_vocab_size is "

@@ -23,7 +23,9 @@ from chalklm.scratch import optim
 from chalklm.scratch.models import GPT as GlassGPT
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
-VARIANTS = list(itertools.product(["learned", "sinusoidal"], [True, False], [True, False]))
+VARIANTS = [(*v, "gelu") for v in
+            itertools.product(["learned", "sinusoidal"], [True, False], [True, False])]
+VARIANTS += [("learned", True, True, "gelu_exact"), ("learned", True, True, "relu")]
 
 
 def _pair(seed=0, fused=True, **overrides):
@@ -43,9 +45,10 @@ def _batch(seed=1, T=8):
     return ids, targets
 
 
-@pytest.mark.parametrize("positional,tie,bias", VARIANTS)
-def test_same_weights_same_logits_loss_and_gradients(positional, tie, bias):
-    glass, fast = _pair(positional=positional, tie_embeddings=tie, bias=bias)
+@pytest.mark.parametrize("positional,tie,bias,activation", VARIANTS)
+def test_same_weights_same_logits_loss_and_gradients(positional, tie, bias, activation):
+    glass, fast = _pair(positional=positional, tie_embeddings=tie, bias=bias,
+                        activation=activation)
     ids, targets = _batch()
     logits, loss = glass(ids, targets)
     loss.backward()
@@ -60,9 +63,10 @@ def test_same_weights_same_logits_loss_and_gradients(positional, tie, bias):
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("positional,tie,bias", VARIANTS)
-def test_one_adamw_step_leaves_equal_weights(positional, tie, bias):
-    glass, fast = _pair(2, positional=positional, tie_embeddings=tie, bias=bias)
+@pytest.mark.parametrize("positional,tie,bias,activation", VARIANTS)
+def test_one_adamw_step_leaves_equal_weights(positional, tie, bias, activation):
+    glass, fast = _pair(2, positional=positional, tie_embeddings=tie, bias=bias,
+                        activation=activation)
     ids, targets = _batch(3)
     glass(ids, targets)[1].backward()
     fast(torch.from_numpy(ids), torch.from_numpy(targets))[1].backward()

@@ -180,7 +180,7 @@ def test_gpt2_small_config_maps_to_its_chalklm_twin_and_back():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("activation_function", "relu"),
+    ("activation_function", "silu"),
     ("n_inner", 100),
     ("layer_norm_epsilon", 1e-6),
     ("scale_attn_by_inverse_layer_idx", True),
@@ -196,8 +196,16 @@ def test_gpt2_configs_outside_the_contract_are_refused(field, value):
 # --- export: transformers runs our model ------------------------------------------------
 
 
-def test_export_loads_in_transformers_with_our_logits(tmp_path):
-    model, tokenizer = chalk_checkpoint(tmp_path / "ck")
+@pytest.mark.parametrize("activation", ["gelu", "gelu_exact", "relu"])
+def test_every_activation_maps_to_transformers_and_back(activation):
+    config = TINY.replace(activation=activation)
+    hf = transformers.GPT2Config(**config_to_gpt2(config))
+    assert config_from_gpt2(hf.to_dict()) == config
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_exact"])
+def test_export_loads_in_transformers_with_our_logits(tmp_path, activation):
+    model, tokenizer = chalk_checkpoint(tmp_path / "ck", TINY.replace(activation=activation))
     result = export_hf(tmp_path / "ck", tmp_path / "hf")
     assert result.notes == []
     (tmp_path / "plain").mkdir()  # the folder gets the permissions any new folder gets

@@ -40,6 +40,7 @@ CASES = [
     ("relu", lambda a: a.relu(), torch.relu, [(2, 3)], False),
     ("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, [(2, 3)], False),
     ("gelu", lambda a: a.gelu(), lambda a: F.gelu(a, approximate="tanh"), [(2, 5)], False),
+    ("gelu_exact", lambda a: a.gelu_exact(), F.gelu, [(2, 5)], False),
     ("sum_all", lambda a: a.sum(), lambda a: a.sum(), [(2, 3)], False),
     ("sum_axis", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), [(2, 3, 4)], False),
     ("sum_axes_keep", lambda a: a.sum(axis=(0, 2), keepdims=True),

@@ -188,7 +188,7 @@ def test_bad_configs_and_inputs_are_one_line_errors():
         TransformerConfig(src_vocab_size=10, tgt_vocab_size=12, tie_embeddings=True)
     with pytest.raises(ConfigError, match="ffn_dim"):
         TransformerConfig(n_embd=16, n_head=2, ffn_dim=0)
-    with pytest.raises(ConfigError, match="activation must be relu or gelu"):
+    with pytest.raises(ConfigError, match="activation must be one of gelu, gelu_exact, relu"):
         TransformerConfig(activation="swish")
     with pytest.raises(ConfigError, match="pad_id"):
         TransformerConfig(pad_id=-1)

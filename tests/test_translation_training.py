@@ -44,7 +44,7 @@ def test_the_multi30k_config_loads_with_the_papers_recipe():
 @pytest.mark.parametrize("override,message", [
     ("n_layer=4", "unknown translation config key 'n_layer'"),
     ("n_embd=wide", "n_embd must be a whole number"),
-    ("activation=swish", "activation must be relu or gelu"),
+    ("activation=swish", "activation must be one of gelu, gelu_exact, relu"),
     ("schedule=linear", "schedule must be inverse_sqrt or cosine"),
     ("data=files", "data = files needs train_src"),
     ("pad_id=3", "unknown translation config key 'pad_id'"),

@@ -30,6 +30,10 @@ PREFIX = "transformer."  # GPT2LMHeadModel's names; GPT2Model (OpenAI's files) h
 LAYER_NORM_EPSILON = 1e-5  # the contract's LayerNorm epsilon, and GPT-2's
 # Activation names transformers gives the tanh-form GELU of the contract.
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# chalklm's activation -> transformers' name, and back (ACT2FN's "gelu" is the erf form).
+TO_HF_ACTIVATION = {"gelu": "gelu_new", "gelu_exact": "gelu", "relu": "relu"}
+FROM_HF_ACTIVATION = {**{name: "gelu" for name in TANH_GELUS}, "gelu": "gelu_exact",
+                      "relu": "relu"}
 
 # Parameters that are only renamed: (chalklm name, GPT-2 name without PREFIX).
 # "{i}" is the block index.
@@ -204,7 +208,7 @@ def config_to_gpt2(config: GPTConfig, bos_token_id=None, eos_token_id=None) -> d
         "n_layer": config.n_layer,
         "n_head": config.n_head,
         "n_inner": None,  # None means 4 * n_embd, the contract's MLP width
-        "activation_function": "gelu_new",  # the tanh-form GELU
+        "activation_function": TO_HF_ACTIVATION[config.activation],
         "layer_norm_epsilon": LAYER_NORM_EPSILON,
         # chalklm has one dropout rate; GPT-2 names three places it applies.
         "resid_pdrop": config.dropout,
@@ -224,9 +228,9 @@ def _refuse(field: str, value, reason: str):
 def _check_gpt2_switches(hf: Mapping) -> None:
     """Refuse transformers' GPT-2 options that change the math away from the contract."""
     d = hf.get("n_embd", 768)
-    if hf.get("activation_function", "gelu_new") not in TANH_GELUS:
+    if hf.get("activation_function", "gelu_new") not in FROM_HF_ACTIVATION:
         _refuse("activation_function", hf["activation_function"],
-                f"the contract's GELU is the tanh form ({', '.join(TANH_GELUS)})")
+                f"chalklm's MLP knows {', '.join(FROM_HF_ACTIVATION)}")
     if hf.get("n_inner") not in (None, 4 * d):
         _refuse("n_inner", hf["n_inner"], f"the contract's MLP is 4 * n_embd = {4 * d} wide")
     epsilon = hf.get("layer_norm_epsilon", LAYER_NORM_EPSILON)
@@ -262,4 +266,5 @@ def config_from_gpt2(hf: Mapping) -> GPTConfig:
         bias=True,
         positional="learned",
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        activation=FROM_HF_ACTIVATION[hf.get("activation_function", "gelu_new")],
     )

@@ -38,7 +38,8 @@ class GPT(nn.Module):
             self.position_encoding = PositionalEncoding(config.block_size, C)
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(C, config.n_head, config.bias, config.dropout, fused_attention)
+            Block(C, config.n_head, config.bias, config.dropout, fused_attention,
+                  config.activation)
             for _ in range(config.n_layer)
         )
         self.ln_f = LayerNorm(C, config.bias)

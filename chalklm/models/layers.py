@@ -238,11 +238,17 @@ class MultiHeadAttention(nn.Module):
         return (self.query(x), *joint_linear(layers[1:], context))
 
 
+def activate(h: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return F.relu(h)
+    return F.gelu(h, approximate="none" if activation == "gelu_exact" else "tanh")
+
+
 class MLP(nn.Module):
     """The feed-forward part of a block: `proj(activation(fc(x)))`, wider in the middle.
 
     GPT-2: 4 * n_embd wide, GELU (tanh form; the default). The original Transformer:
-    ffn_dim wide, ReLU."""
+    ffn_dim wide, ReLU. `activation` is one of chalklm.config.ACTIVATIONS."""
 
     def __init__(self, n_embd: int, bias: bool = True, hidden: int | None = None,
                  activation: str = "gelu"):
@@ -253,21 +259,19 @@ class MLP(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc(x)
-        h = F.relu(h) if self.activation == "relu" else F.gelu(h, approximate="tanh")
-        return self.proj(h)
+        return self.proj(activate(self.fc(x), self.activation))
 
 
 class Block(nn.Module):
     """A pre-norm residual block (GPT-2): `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`."""
 
     def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, activation: str = "gelu"):
         super().__init__()
         self.ln_1 = LayerNorm(n_embd, bias)
         self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True, fused=fused)
         self.ln_2 = LayerNorm(n_embd, bias)
-        self.mlp = MLP(n_embd, bias)
+        self.mlp = MLP(n_embd, bias, activation=activation)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:

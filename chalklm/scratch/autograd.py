@@ -22,6 +22,9 @@ import numpy as np
 
 from chalklm.errors import ChalkError, ShapeError
 
+# erf for arrays: NumPy has none, Python's math.erf is exact, one number at a time
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
 DEFAULT_DTYPE = np.float32
 
 _grad_enabled = True
@@ -345,6 +348,21 @@ class Tensor:
 
         def backward(grad):
             a._add_grad(s * (1 - s) * grad)  # s' = s (1 - s)
+
+        out._backward = backward
+        return out
+
+    def gelu_exact(self) -> Tensor:
+        """GELU as its paper defines it: x * Phi(x), Phi the standard normal distribution's
+        cumulative probability, Phi(x) = 0.5 (1 + erf(x / sqrt(2)))."""
+        a, x = self, self.data
+        phi_cdf = (0.5 * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
+        out = Tensor._result(x * phi_cdf, (a,), "gelu_exact")
+
+        def backward(grad):
+            # product rule: Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+            density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            a._add_grad((phi_cdf + x * density) * grad)
 
         out._backward = backward
         return out
@@ -755,3 +773,7 @@ def sigmoid(x) -> Tensor:
 
 def gelu(x) -> Tensor:
     return _as_tensor(x).gelu()
+
+
+def gelu_exact(x) -> Tensor:
+    return _as_tensor(x).gelu_exact()

@@ -15,8 +15,8 @@ from chalklm.scratch.nn import Dropout, LayerNorm, Linear, Module
 class MLP(Module):
     """The feed-forward part of a block: proj(activation(fc(x))), wider in the middle.
 
-    GPT-2: 4 * n_embd wide, GELU (the default). The original Transformer: ffn_dim wide,
-    ReLU (max(0, x))."""
+    GPT-2: 4 * n_embd wide, GELU (the default; "gelu_exact" is its erf form). The original
+    Transformer: ffn_dim wide, ReLU (max(0, x))."""
 
     def __init__(self, n_embd: int, bias: bool = True, hidden: int | None = None,
                  activation: str = "gelu"):
@@ -27,17 +27,20 @@ class MLP(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
-        return self.proj(h.relu() if self.activation == "relu" else h.gelu())
+        if self.activation == "relu":
+            return self.proj(h.relu())
+        return self.proj(h.gelu_exact() if self.activation == "gelu_exact" else h.gelu())
 
 
 class Block(Module):
     """x = x + dropout(attn(ln_1(x))); x = x + dropout(mlp(ln_2(x)))."""
 
-    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 activation: str = "gelu"):
         self.ln_1 = LayerNorm(n_embd, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True)
         self.ln_2 = LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, bias)
+        self.mlp = MLP(n_embd, bias, activation=activation)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cache=None) -> Tensor:

@@ -38,7 +38,8 @@ class GPT(Module):
             self.position_encoding = PositionalEncoding(config.block_size, C)
         self.dropout = Dropout(config.dropout)
         self.blocks = ModuleList(
-            Block(C, config.n_head, config.bias, config.dropout) for _ in range(config.n_layer)
+            Block(C, config.n_head, config.bias, config.dropout, config.activation)
+            for _ in range(config.n_layer)
         )
         self.ln_f = LayerNorm(C, bias=config.bias)
         self.lm_head = None if config.tie_embeddings else Linear(C, config.vocab_size, bias=False)
