@@ -1,17 +1,20 @@
 """Training tokens/s: chalklm's fast engine against Hugging Face GPT2LMHeadModel.
 
 Both models are built with the identical configuration (layers, heads, width, context,
-vocabulary; tied embeddings, GELU-tanh, no dropout), trained on the same random batch
+vocabulary; tied embeddings, no dropout; GELU-tanh, or with --activation gelu_exact the
+erf form on both sides), trained on the same random batch
 with torch.optim.AdamW, in the same process, the settings taking turns round by round so
 a change in machine load hits them all alike. A step is forward + backward + clip + AdamW.
 
     python benchmarks/train_throughput.py [--configs small,large] [--rounds 5] [--steps 10]
+        [--activation gelu|gelu_exact]
 
 Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
 bf16 autocast, each with its fused (sdpa) and its eager attention. Reports tokens/s (best
 round), the ratio to HF's best setting, and MFU against this machine's measured matmul
 rate in that dtype (6N + 12LHQT FLOPs per token).
-Writes benchmarks/results/train_throughput.json. Measure on an idle machine only.
+Writes benchmarks/results/train_throughput.json (with --activation gelu_exact:
+train_throughput_gelu_exact.json). Measure on an idle machine only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 
 from chalklm.config import GPTConfig
+from chalklm.interop.gpt2 import TO_HF_ACTIVATION
 from chalklm.models import GPT
 from chalklm.training.engines import fused_attention_is_faster
 from chalklm.training.report import measured_peak_flops
@@ -33,12 +37,13 @@ from chalklm.training.report import measured_peak_flops
 CONFIGS = {"small": (4, 4, 128, 64, 12, 65), "large": (6, 6, 384, 256, 8, 65)}
 
 
-def hf_model(layers, heads, width, context, vocab, attention: str):
+def hf_model(layers, heads, width, context, vocab, attention: str, activation: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=vocab, n_positions=context, n_embd=width, n_layer=layers,
                         n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        activation_function="gelu_new", tie_word_embeddings=True)
+                        activation_function=TO_HF_ACTIVATION[activation],
+                        tie_word_embeddings=True)
     config._attn_implementation = attention  # "sdpa" (fused) or "eager" (explicit)
     model = GPT2LMHeadModel(config)
     model.config.use_cache = False
@@ -49,10 +54,11 @@ def hf_model(layers, heads, width, context, vocab, attention: str):
     return model, loss_of
 
 
-def chalklm_model(layers, heads, width, context, vocab, dtype: str, compile_: bool):
+def chalklm_model(layers, heads, width, context, vocab, dtype: str, compile_: bool,
+                  activation: str):
     """Built as `chalklm train` builds it (its choice of attention path for the dtype)."""
     config = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
-                       n_embd=width)
+                       n_embd=width, activation=activation)
     model = GPT(config, fused_attention=fused_attention_is_faster("cpu", dtype))
     forward = torch.compile(model) if compile_ else model
     return model, lambda x, y: forward(x)[0]
@@ -81,7 +87,7 @@ def flops_per_token(layers, heads, width, context, vocab) -> float:
     return 6 * n + 12 * layers * width * context
 
 
-def bench(name, shape, rounds, steps, compile_):
+def bench(name, shape, rounds, steps, compile_, activation):
     layers, heads, width, context, batch, vocab = shape
     torch.manual_seed(0)
     x = torch.randint(0, vocab, (batch, context))
@@ -89,10 +95,11 @@ def bench(name, shape, rounds, steps, compile_):
     settings = {}
     for dtype in ("fp32", "bf16"):
         for comp in ([False, True] if compile_ else [False]):
-            model, fn = chalklm_model(layers, heads, width, context, vocab, dtype, comp)
+            model, fn = chalklm_model(layers, heads, width, context, vocab, dtype, comp,
+                                      activation)
             settings[f"chalklm {dtype}{' compile' if comp else ''}"] = make_step(model, fn, dtype)
         for attention in ("sdpa", "eager"):  # HF at its best: both of its attention paths
-            model, fn = hf_model(layers, heads, width, context, vocab, attention)
+            model, fn = hf_model(layers, heads, width, context, vocab, attention, activation)
             settings[f"hf {dtype} {attention}"] = make_step(model, fn, dtype)
     for step in settings.values():  # warm up (and compile) outside the timing
         for _ in range(3):
@@ -128,15 +135,19 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile runs")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--activation", choices=["gelu", "gelu_exact"], default="gelu",
+                        help="the MLP's GELU on both sides: tanh form (GPT-2's) or erf form")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-              "rounds": args.rounds, "steps": args.steps, "configs": {}}
+              "rounds": args.rounds, "steps": args.steps, "activation": args.activation,
+              "configs": {}}
     for name in args.configs.split(","):
         report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
-                                        not args.no_compile)
-    out = Path(__file__).parent / "results" / "train_throughput.json"
+                                        not args.no_compile, args.activation)
+    suffix = "" if args.activation == "gelu" else f"_{args.activation}"
+    out = Path(__file__).parent / "results" / f"train_throughput{suffix}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
 
