@@ -22,8 +22,16 @@ import numpy as np
 
 from chalklm.errors import ChalkError, ShapeError
 
-# erf for arrays: NumPy has none, Python's math.erf is exact, one number at a time
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf for arrays (NumPy has none): Abramowitz & Stegun's formula 7.1.26, within 1.5e-7
+    of the true value everywhere, which is float32's own rounding. erf is odd, so the
+    formula, written for x >= 0, is applied to |x| and given back x's sign."""
+    a = np.abs(x)
+    t = 1 / (1 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+                + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1 - poly * np.exp(-a * a))
 
 DEFAULT_DTYPE = np.float32
 
