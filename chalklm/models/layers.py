@@ -238,10 +238,12 @@ class MultiHeadAttention(nn.Module):
         return (self.query(x), *joint_linear(layers[1:], context))
 
 
-def activate(h: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "relu":
-        return F.relu(h)
-    return F.gelu(h, approximate="none" if activation == "gelu_exact" else "tanh")
+# chalklm.config.ACTIVATIONS, as PyTorch computes them
+ACTIVATE = {
+    "gelu": functools.partial(F.gelu, approximate="tanh"),
+    "gelu_exact": F.gelu,
+    "relu": F.relu,
+}
 
 
 class MLP(nn.Module):
@@ -259,7 +261,7 @@ class MLP(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(activate(self.fc(x), self.activation))
+        return self.proj(ACTIVATE[self.activation](self.fc(x)))
 
 
 class Block(nn.Module):

@@ -26,10 +26,8 @@ class MLP(Module):
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc(x)
-        if self.activation == "relu":
-            return self.proj(h.relu())
-        return self.proj(h.gelu_exact() if self.activation == "gelu_exact" else h.gelu())
+        # Tensor.gelu, .gelu_exact or .relu: the activations' names (chalklm.config.ACTIVATIONS)
+        return self.proj(getattr(self.fc(x), self.activation)())
 
 
 class Block(Module):
