@@ -25,6 +25,7 @@ TINY = dict(src_vocab_size=13, tgt_vocab_size=13, n_layer_enc=2, n_layer_dec=2, 
             n_embd=16, ffn_dim=40, dropout=0.0, max_len=12, pad_id=PAD)  # ffn_dim: any width
 VARIANTS = list(itertools.product([False, True], [True, False], ["sinusoidal", "learned"],
                                   ["relu", "gelu"]))
+VARIANTS += [(False, True, "sinusoidal", "gelu_exact")]
 
 
 def _pair(seed=0, fused=True, **overrides):
