@@ -33,6 +33,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
                 + t * (-1.453152027 + t * 1.061405429))))
     return np.sign(x) * (1 - poly * np.exp(-a * a))
 
+
 DEFAULT_DTYPE = np.float32
 
 _grad_enabled = True
