@@ -16,3 +16,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 @pytest.fixture
 def data_dir() -> Path:
     return Path(os.environ["CHALKLM_DATA_DIR"])
+
+
+@pytest.fixture(scope="session")
+def shakespeare() -> str:
+    """Tiny Shakespeare's text."""
+    path = Path(os.environ["CHALKLM_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
+    return path.read_text(encoding="utf-8")

@@ -1,10 +1,8 @@
 """BPETokenizer on its own: training, encoding, decoding, special tokens, the JSON file."""
 
 import json
-import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,12 +14,6 @@ from chalklm.tokenizers.bpe_merge import merge_long, merge_short
 from chalklm.tokenizers.patterns import PATTERNS, compile_pattern
 
 EVERYTHING = r"[\s\S]+"  # one chunk: the whole text, as minbpe's BasicTokenizer
-
-
-@pytest.fixture(scope="module")
-def shakespeare() -> str:
-    path = Path(os.environ["CHALKLM_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
-    return path.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,13 @@ from typing import Any
 from chalklm.errors import TokenizerError
 from chalklm.tokenizers import formats
 from chalklm.tokenizers.base import Tokenizer
-from chalklm.tokenizers.bpe_merge import SHORT_CHUNK, build_pair_table, merge_long, merge_short
+from chalklm.tokenizers.bpe_merge import (
+    SHORT_CHUNK,
+    build_pair_table,
+    merge_long,
+    merge_short,
+    native_merger,
+)
 from chalklm.tokenizers.bpe_train import (
     count_chunks,
     replace_surrogates,
@@ -85,6 +91,7 @@ class BPETokenizer(Tokenizer):
         self.special = SpecialTokens(special_tokens or {}, ordinary)
         self._byte_ranks = [self.rank[bytes([b])] for b in range(256)]
         self._pair_table = build_pair_table(self.vocab, self.rank)
+        self._native = native_merger(self._pair_table, self._byte_ranks, id_offset)
         self._id_bytes: list[bytes | None] = [None] * self.special.end_id  # id -> bytes
         self._id_bytes[ordinary.start : ordinary.stop] = self.vocab
         for text, token_id in self.special.ids.items():
@@ -185,6 +192,8 @@ class BPETokenizer(Tokenizer):
         whole = self.rank.get(data)
         if whole is not None:
             ranks = [whole]
+        elif self._native is not None and len(data) <= self._native.max_bytes:
+            return self._native.merge(data)
         else:
             byte_ranks = self._byte_ranks
             ranks = [byte_ranks[b] for b in data]

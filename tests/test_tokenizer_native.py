@@ -1,0 +1,73 @@
+"""The C merge loop (`_merge.c`) does exactly what bpe_merge.merge_short does."""
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalklm.tokenizers import BPETokenizer
+from chalklm.tokenizers.bpe_merge import merge_short, native_merger
+from chalklm.tokenizers.bpe_train import PAIR_BASE
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CHALKLM_PURE_PYTHON") == "1", reason="CHALKLM_PURE_PYTHON=1 asks for Python"
+)
+
+
+@pytest.fixture(scope="module")
+def tok(shakespeare) -> BPETokenizer:
+    return BPETokenizer.train(shakespeare[:200_000], 1024, progress=False)
+
+
+def python_merge(tok: BPETokenizer, data: bytes) -> list[int]:
+    ranks = merge_short([tok._byte_ranks[b] for b in data], tok._pair_table)
+    return [r + tok.id_offset for r in ranks]
+
+
+def test_the_extension_is_built(tok):
+    """An install with a C compiler builds it; encoding text never seen needs it for speed."""
+    assert tok._native is not None, "chalklm.tokenizers._merge was not built (no C compiler?)"
+    assert tok._native.max_bytes == 512
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120) | st.text(alphabet="ab etha\n", max_size=512))
+def test_native_merge_equals_python_merge(tok, text):
+    data = text.encode("utf-8")[:512]
+    assert tok._native.merge(data) == python_merge(tok, data)
+
+
+def test_native_merge_with_reordered_bytes_and_an_id_offset(tok):
+    """GPT-2's files number the bytes in another order, RoBERTa-style ones shift every id:
+    the C loop takes both from the tokenizer, as the Python loop does."""
+    order = list(range(256))
+    random.Random(0).shuffle(order)
+    merges = [(a + 3, b + 3) for a, b in tok.merges]
+    shifted = BPETokenizer(merges, pattern=tok.pattern, byte_order=order, id_offset=3)
+    assert shifted._native is not None
+    for word in ("the", " thou", " Coriolanus", "ÄÖÜß größer", "\r\n\t  x", "a" * 512):
+        data = word.encode("utf-8")
+        assert shifted._native.merge(data) == python_merge(shifted, data)
+        assert min(shifted._native.merge(data)) >= 3
+
+
+def test_whole_texts_encode_the_same_with_and_without_c(tok, shakespeare, monkeypatch):
+    monkeypatch.setenv("CHALKLM_PURE_PYTHON", "1")
+    pure = BPETokenizer.from_dict(tok.to_dict())
+    assert pure._native is None
+    text = shakespeare[200_000:300_000]
+    assert pure.encode_ordinary(text) == tok.encode_ordinary(text)
+
+
+def test_bad_input_is_refused_not_crashed(tok):
+    with pytest.raises(ValueError, match="at most 512 bytes"):
+        tok._native.merge(b"x" * 513)
+    with pytest.raises(TypeError):
+        tok._native.merge("text, not bytes")
+    with pytest.raises(ValueError, match="256 ranks"):
+        native_merger({}, [0] * 255, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        native_merger({1: PAIR_BASE}, list(range(256)), 0)
+    assert native_merger({}, list(range(256)), 0).merge(b"") == []
