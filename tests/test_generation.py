@@ -154,6 +154,22 @@ def test_bfloat16_model_generates(models):
     assert [len(r) for r in out] == [20, 20, 20]
 
 
+def test_a_bfloat16_model_caches_fp32_on_cpu():
+    """bf16 attention over one query row is slow on a CPU, so the cache holds fp32; a step's
+    scores are still the bf16 model's (a full bf16 forward), up to bf16 rounding."""
+    from chalklm.generation import _TorchRunner
+
+    fast = make_models()[0].to(torch.bfloat16)
+    runner = _TorchRunner(fast)
+    runner.prefill([PROMPTS[0]])
+    assert runner.cache.keys.dtype == torch.float32
+    step = runner.step(np.array([3]))
+    with torch.inference_mode():
+        full, _ = fast(torch.tensor([PROMPTS[0] + [3]]))
+    full = full[0, -1].float().numpy()
+    np.testing.assert_allclose(step[0], full, atol=0.02 * np.abs(full).max())
+
+
 # ---------------------------------------------------------------- the controls
 
 

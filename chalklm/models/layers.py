@@ -215,8 +215,8 @@ class MultiHeadAttention(nn.Module):
             y = self.attention(q, k, v, causal=self.causal and context is None,
                                padding_mask=padding_mask)
         else:
-            k, v = cache.store(k, v)
-            y = self.attention(q, k, v, keep=cache.keep)
+            k, v = cache.store(k, v)  # in the cache's dtype, which may be wider than x's
+            y = self.attention(q.to(k.dtype), k, v, keep=cache.keep).to(x.dtype)
         B, _, T, _ = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, T, -1))
 
