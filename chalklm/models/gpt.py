@@ -13,6 +13,7 @@ from torch import nn
 
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
+from chalklm.models import decode_weights
 from chalklm.models.layers import (
     Block,
     Dropout,
@@ -84,12 +85,12 @@ class GPT(nn.Module):
             cache.advance(T)
             x = x[:, -1:]
         x = self.ln_f(x)
-        if self.lm_head is None and cache is not None:  # the same product, faster (see there)
-            logits = x @ cache.tied_output(self.token_embedding.weight)
-        elif self.lm_head is None:
-            logits = x @ self.token_embedding.weight.T
-        else:
+        if self.lm_head is not None:
             logits = self.lm_head(x)
+        elif decode_weights.applies(x):  # the same product, faster (see there)
+            logits = decode_weights.rows_times(x, self.token_embedding.weight)
+        else:
+            logits = x @ self.token_embedding.weight.T
         loss = None
         if targets is not None:
             loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -51,7 +51,6 @@ class KVCache:
         self.layers = [LayerCache(self.keys[i], self.values[i])
                        for i in range(config.n_layer)]
         self.batch, self.device = batch, self.keys.device
-        self._tied_output = self._tied_source = None
         self.reset()
 
     def reset(self, pad=None) -> None:
@@ -86,18 +85,6 @@ class KVCache:
         for layer in self.layers:
             layer.start, layer.keep = start, keep
         return positions
-
-    def tied_output(self, embedding: torch.Tensor) -> torch.Tensor:
-        """`embedding.T` (n_embd, vocab) as a contiguous copy, made once per cache.
-
-        A tied GPT scores tokens with `x @ token_embedding.weight.T`. With one row of x
-        at a time, CPU BLAS reads a transposed view across its rows and runs 2-3x slower
-        than on a contiguous (n_embd, vocab) matrix; for GPT-2 small that one product is
-        150 MB, a third of the weights. The copy costs that much memory while generating."""
-        if self._tied_output is None or self._tied_source is not embedding:
-            self._tied_output = embedding.T.contiguous()
-            self._tied_source = embedding
-        return self._tied_output
 
     def advance(self, T: int) -> None:
         """The T new columns are written in every layer: they count as filled."""

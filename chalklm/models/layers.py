@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chalklm.models import decode_weights
+
 
 class Linear(nn.Module):
     """The article's neuron layer: `y = x @ weight + bias`, `weight` of shape (inputs, outputs).
@@ -29,6 +31,8 @@ class Linear(nn.Module):
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if decode_weights.applies(x):  # one token per sequence, generating on a CPU
+            return decode_weights.rows_times(x, decode_weights.transposed(self), self.bias)
         if self.bias is None:
             return x @ self.weight
         # addmm fuses the bias into the matrix product: one kernel instead of two.

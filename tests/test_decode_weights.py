@@ -1,0 +1,74 @@
+"""One-token steps on a CPU multiply by row-major copies of the weights: same numbers,
+never a stale copy."""
+
+import pytest
+import torch
+
+from chalklm.config import GPTConfig
+from chalklm.models import GPT, decode_weights
+from chalklm.models.kv_cache import KVCache
+from chalklm.models.layers import Linear
+
+
+@pytest.fixture
+def layer():
+    torch.manual_seed(0)
+    layer = Linear(24, 40)
+    with torch.no_grad():
+        layer.bias.normal_()
+    return layer
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("bias", [True, False])
+def test_rows_times_is_the_ordinary_product(layer, rows, bias):
+    x = torch.randn(rows, 1, 24)
+    b = layer.bias if bias else None
+    expected = x @ layer.weight + (b if bias else 0)
+    with torch.inference_mode():
+        got = decode_weights.rows_times(x, decode_weights.transposed(layer), b)
+    assert got.shape == (rows, 1, 40)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_it_applies_only_to_a_few_float32_rows_without_gradients():
+    one = torch.randn(1, 1, 8)
+    assert not decode_weights.applies(one)  # gradients on: training or its backward
+    with torch.no_grad():
+        assert decode_weights.applies(one)
+        assert decode_weights.applies(torch.randn(4, 1, 8))
+        assert not decode_weights.applies(torch.randn(5, 1, 8))
+        assert not decode_weights.applies(torch.randn(1, 8, 8))  # a prompt: 8 rows
+        assert not decode_weights.applies(one.to(torch.bfloat16))
+
+
+def test_a_changed_weight_is_never_read_from_a_stale_copy(layer):
+    """An optimizer step and a load write into the weight in place; the next decode step
+    must use the new numbers."""
+    x = torch.randn(1, 1, 24)
+    with torch.inference_mode():
+        first = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(2)  # as an optimizer step would
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias)
+        assert not torch.allclose(layer(x), first)
+    state = {k: torch.randn_like(v) for k, v in layer.state_dict().items()}
+    layer.load_state_dict(state)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), x @ state["weight"] + state["bias"])
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_cached_step_gives_the_logits_of_a_full_forward(tie):
+    cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32,
+                    tie_embeddings=tie)
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    ids = torch.randint(0, 50, (3, 6))
+    with torch.inference_mode():
+        full, _ = model(ids)
+        cache = KVCache(cfg, 3)
+        model(ids[:, :5], cache=cache)
+        step, _ = model(ids[:, 5:], cache=cache)
+    torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
