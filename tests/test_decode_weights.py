@@ -10,25 +10,44 @@ from chalklm.models.kv_cache import KVCache
 from chalklm.models.layers import Linear
 
 
+def make_layer(n_in=24, n_out=40, bias=True, seed=0):
+    torch.manual_seed(seed)
+    layer = Linear(n_in, n_out, bias)
+    if bias:
+        with torch.no_grad():
+            layer.bias.normal_()
+    return layer
+
+
 @pytest.fixture
 def layer():
-    torch.manual_seed(0)
-    layer = Linear(24, 40)
-    with torch.no_grad():
-        layer.bias.normal_()
-    return layer
+    return make_layer()
+
+
+def ordinary(x, layer):
+    return x @ layer.weight + (0 if layer.bias is None else layer.bias)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 4])
 @pytest.mark.parametrize("bias", [True, False])
-def test_rows_times_is_the_ordinary_product(layer, rows, bias):
+def test_the_product_is_the_ordinary_one(rows, bias):
+    layer = make_layer(bias=bias)
     x = torch.randn(rows, 1, 24)
-    b = layer.bias if bias else None
-    expected = x @ layer.weight + (b if bias else 0)
     with torch.inference_mode():
-        got = decode_weights.rows_times(x, decode_weights.transposed(layer), b)
+        got = decode_weights.product(x, *decode_weights.packed(layer, (layer,)))
     assert got.shape == (rows, 1, 40)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, ordinary(x, layer), atol=1e-5, rtol=1e-5)
+
+
+def test_layers_reading_one_input_become_one_product():
+    """Query, key and value: three layers, one joined copy, one product, split after."""
+    owner = torch.nn.Module()
+    layers = [make_layer(24, 24, seed=s) for s in range(3)]
+    x = torch.randn(2, 1, 24)
+    with torch.inference_mode():
+        joined = decode_weights.product(x, *decode_weights.packed(owner, layers))
+    for part, layer in zip(joined.split(24, dim=-1), layers):
+        torch.testing.assert_close(part, ordinary(x, layer), atol=1e-5, rtol=1e-5)
 
 
 def test_it_applies_only_to_a_few_float32_rows_without_gradients():
@@ -53,6 +72,10 @@ def test_a_changed_weight_is_never_read_from_a_stale_copy(layer):
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias)
         assert not torch.allclose(layer(x), first)
+    with torch.no_grad():
+        layer.bias.add_(1)  # a bias alone changes too
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias)
     state = {k: torch.randn_like(v) for k, v in layer.state_dict().items()}
     layer.load_state_dict(state)
     with torch.inference_mode():

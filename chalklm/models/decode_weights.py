@@ -9,10 +9,10 @@ row-major (outputs, inputs) and at least two columns in x.T, it reads at about 2
 the same numbers, computed up to 2x sooner (benchmarks/generation.py measures it).
 
 So the first one-token step keeps a row-major copy of each layer's `W.T` on the layer
-(`transposed`), and remakes it when the weight changes: a training step or a load writes
-into the weight in place, which bumps the tensor's version. The copies double the weights'
-memory while the model lives. A tied output needs none: the token embedding
-(vocab, n_embd) is already `W.T` of the output layer.
+(`packed`; query, key and value joined in one), and remakes it when a parameter changes:
+a training step or a load writes into it in place, which bumps the tensor's version.
+The copies double the weights' memory while the model lives. A tied output needs none:
+the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
 It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows,
 outside torch.compile. Everywhere else layers multiply as usual: in bf16 and for more rows
@@ -37,27 +37,34 @@ def applies(x: torch.Tensor) -> bool:
     )
 
 
-def transposed(layer: torch.nn.Module) -> torch.Tensor:
-    """`layer.weight.T` as a row-major copy, kept on the layer until the weight changes."""
-    weight = layer.weight
-    key = (weight.data_ptr(), weight._version)
-    kept = layer.__dict__.get("_decode_weight")
+def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The `layers`' weights transposed and stacked row-major, (their outputs, inputs),
+    and their biases as one column (or None); kept on `owner` until a parameter changes.
+    Several layers that read the same input (query, key, value) become one product."""
+    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+    key = [(p.data_ptr(), p._version) for p in params]
+    kept = owner.__dict__.get("_decode_weights")
     if kept is None or kept[0] != key:
-        kept = (key, weight.detach().t().contiguous())
-        layer.__dict__["_decode_weight"] = kept
-    return kept[1]
+        weight_t = torch.cat([layer.weight.detach().t() for layer in layers]).contiguous()
+        bias = None
+        if layers[0].bias is not None:
+            bias = torch.cat([layer.bias.detach() for layer in layers])[:, None]
+        kept = (key, weight_t, bias)
+        owner.__dict__["_decode_weights"] = kept
+    return kept[1], kept[2]
 
 
-def rows_times(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None = None):
+def product(x: torch.Tensor, weight_t: torch.Tensor, bias_column: torch.Tensor | None = None):
     """`x @ weight_t.T + bias` for a few rows of x, computed as `weight_t @ x.T`.
 
     weight_t: (outputs, inputs), row-major. One row is sent as two equal columns: MKL's
-    matrix-vector path is the slow one, its two-column path the fast one."""
-    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    matrix-vector path is the slow one, its two-column path the fast one. The result is
+    copied back to row-major (a few rows: cheap); the operations after it are faster so."""
+    flat = x.reshape(-1, x.shape[-1])
     rows = flat.shape[0]
-    columns = torch.cat([flat, flat]).t() if rows == 1 else flat.t()
-    if bias is None:
+    columns = torch.cat([flat, flat]).t() if rows == 1 else flat.contiguous().t()
+    if bias_column is None:
         out = weight_t @ columns
     else:
-        out = torch.addmm(bias[:, None], weight_t, columns)
+        out = torch.addmm(bias_column, weight_t, columns)
     return out[:, :rows].t().contiguous().view(*x.shape[:-1], weight_t.shape[0])

@@ -88,7 +88,7 @@ class GPT(nn.Module):
         if self.lm_head is not None:
             logits = self.lm_head(x)
         elif decode_weights.applies(x):  # the same product, faster (see there)
-            logits = decode_weights.rows_times(x, self.token_embedding.weight)
+            logits = decode_weights.product(x, self.token_embedding.weight)
         else:
             logits = x @ self.token_embedding.weight.T
         loss = None

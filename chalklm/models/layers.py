@@ -32,7 +32,7 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if decode_weights.applies(x):  # one token per sequence, generating on a CPU
-            return decode_weights.rows_times(x, decode_weights.transposed(self), self.bias)
+            return decode_weights.product(x, *decode_weights.packed(self, (self,)))
         if self.bias is None:
             return x @ self.weight
         # addmm fuses the bias into the matrix product: one kernel instead of two.
@@ -231,9 +231,12 @@ class MultiHeadAttention(nn.Module):
         side by side: (C, 3C) for self-attention, (C, 2C) for keys and values of a context.
         The numbers are the same; a small model's step is mostly per-operation cost, and
         one product (one cast to bf16 of the input, one backward) costs less than three.
-        Evaluating and generating keep three products: there one token's products are
-        bound by reading the weights, and a joined copy would have to be read as well."""
+        Evaluating keeps three products: a joined copy would cost a copy of the weights.
+        Generating on a CPU has one anyway (decode_weights), with the three joined."""
         layers = (self.query, self.key, self.value)
+        if context is None and decode_weights.applies(x):  # one token per sequence, CPU
+            joined = decode_weights.product(x, *decode_weights.packed(self, layers))
+            return joined.split(x.shape[-1], dim=-1)
         if not self.training:
             source = x if context is None else context
             return tuple(layer(s) for layer, s in zip(layers, (x, source, source)))
