@@ -456,8 +456,8 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
     one. `seed`: the same seed, prompts and controls give the same tokens, in either engine.
     `probs=True` fills each Step's chances. `compile=True` (fast engine): the one-token
     step is compiled with torch.compile the first time (seconds to a minute, once per
-    model); then each token costs less in bf16 and on GPUs. On a CPU in float32 the
-    eager step is faster (its products read row-major weight copies that compiled code
+    model); then each token costs less in bf16 (measured on a CPU). On a CPU in float32
+    the eager step is faster (its products read row-major weight copies that compiled code
     does not use: chalklm/models/decode_weights.py).
     """
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
