@@ -232,7 +232,9 @@ def cpu_seconds(fn) -> float:
 
 
 def batch_table(texts, tokenizers):
-    """encode_batch over lines of the corpus: processes, threads, one core.
+    """encode_batch over lines of the corpus: processes, threads, one core (a loop of
+    encode calls, and encode_batch with one worker), and tiktoken's encode_ordinary_batch
+    on its thread pool (x_tiktoken_batch: chalklm's faster form against it).
 
     On a machine that other programs keep busy, the wall-clock speedup says little, so
     the CPU time of each is measured too: `x_processes_idle_bound` = cores x one core's
@@ -251,11 +253,15 @@ def batch_table(texts, tokenizers):
     def processes():
         return tok.encode_batch(lines, num_workers=cores)
 
+    tiktoken_encoding = tok.to_tiktoken()
     with ThreadPoolExecutor(cores) as pool:
         best = best_of_each({
             "one_core": one_core,
             "processes": processes,
             "threads": lambda: list(pool.map(tok.encode, lines, chunksize=256)),
+            "batch_one_core": lambda: tok.encode_batch(lines, num_workers=1),
+            "tiktoken_batch": lambda: tiktoken_encoding.encode_ordinary_batch(
+                lines, num_threads=cores),
         }, 2)
     one_core_cpu, processes_cpu = cpu_seconds(one_core), cpu_seconds(processes)
     row = {"corpus": name, "lines": len(lines), "cores": cores,
@@ -265,6 +271,10 @@ def batch_table(texts, tokenizers):
            "threads_MBps": megabytes / best["threads"],
            "x_processes": best["one_core"] / best["processes"],
            "x_threads": best["one_core"] / best["threads"],
+           "batch_one_core_MBps": megabytes / best["batch_one_core"],
+           "tiktoken_batch_MBps": megabytes / best["tiktoken_batch"],
+           "x_tiktoken_batch": best["tiktoken_batch"] / min(best["processes"],
+                                                            best["batch_one_core"]),
            "one_core_cpu_s": one_core_cpu, "processes_cpu_s": processes_cpu,
            "x_processes_idle_bound": cores * one_core_cpu / processes_cpu}
     print_row(row, list(row))

@@ -1,6 +1,7 @@
 """BPETokenizer on its own: training, encoding, decoding, special tokens, the JSON file."""
 
 import json
+import re
 import time
 from collections import Counter
 
@@ -218,6 +219,24 @@ def test_encode_batch_equals_encode(tok, shakespeare):
     assert tok.encode_batch(["a<|pad|>"], allowed_special="all") == [
         tok.encode("a<|pad|>", allowed_special="all")
     ]
+
+
+def test_encode_each_equals_encode_one_by_one(tok, shakespeare, monkeypatch):
+    """encode_each checks the joined texts once; each text still gets what encode gives,
+    special tokens and lone surrogates included, and the cache still starts afresh."""
+    import chalklm.tokenizers.bpe as bpe
+
+    lines = shakespeare[:30_000].splitlines() + ["", " ", "über\r\n", "a\ud800b"]
+    assert tok.encode_each(lines) == [tok.encode(t) for t in lines]
+    with_special = ["plain", "a<|pad|>b", "<|endoftext|>"]
+    assert tok.encode_each(with_special, "all") == [tok.encode(t, "all") for t in with_special]
+    assert tok.encode_each(with_special, "none") == [tok.encode(t, "none") for t in with_special]
+    with pytest.raises(TokenizerError, match=re.escape("special token '<|pad|>'")):
+        tok.encode_each(with_special)
+    monkeypatch.setattr(bpe, "_CACHE_LIMIT", 10)
+    monkeypatch.setattr(bpe, "_CACHE_CHECK_EVERY", 50)
+    assert tok.encode_each(lines) == [tok.encode(t) for t in lines]
+    assert len(tok._cache) < 1000
 
 
 def test_encode_batch_keeps_small_inputs_in_this_process(tok, monkeypatch):

@@ -36,7 +36,7 @@ def encode_batch(tokenizer, texts: list[str], allowed_special, num_workers: int 
     workers = _worker_count(texts, num_workers)
     if workers == 1:
         with _cycle_collector_paused():
-            return [tokenizer.encode(text, allowed_special) for text in texts]
+            return tokenizer.encode_each(texts, allowed_special)
     tokenizer.special.allowed(allowed_special, "")  # a bad mode fails here, not in a worker
     per_slice = -(-len(texts) // (workers * _SLICES_PER_WORKER))  # rounded up
     jobs = [(texts[i : i + per_slice], allowed_special) for i in range(0, len(texts), per_slice)]
@@ -68,8 +68,7 @@ def _encode_in_worker(job) -> tuple[bytes, bytes]:
     """The ids of a slice of texts, all in one array, and each text's number of ids."""
     texts, allowed_special = job
     ids, lengths = array("I"), array("I")
-    for text in texts:
-        encoded = _worker_tokenizer.encode(text, allowed_special)
+    for encoded in _worker_tokenizer.encode_each(texts, allowed_special):
         ids.extend(encoded)
         lengths.append(len(encoded))
     return ids.tobytes(), lengths.tobytes()

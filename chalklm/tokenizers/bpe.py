@@ -46,6 +46,7 @@ from chalklm.tokenizers.special import SpecialTokens
 FORMAT_VERSION = 1
 _CACHE_LIMIT = 1 << 18  # distinct chunks remembered before the cache starts afresh
 _CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
+_CACHE_CHECK_EVERY = 4096  # texts encode_each encodes between looks at the cache's size
 
 
 class BPETokenizer(Tokenizer):
@@ -149,11 +150,8 @@ class BPETokenizer(Tokenizer):
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of `text`, reading special-token strings as plain text."""
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates become U+FFFD, as in tiktoken
-                text = replace_surrogates(text)
+        if not _is_utf8(text):  # lone surrogates become U+FFFD, as in tiktoken
+            text = replace_surrogates(text)
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
@@ -173,6 +171,24 @@ class BPETokenizer(Tokenizer):
                 out.extend(self.encode_ordinary(part))
             else:
                 out.append(special_id)
+        return out
+
+    def encode_each(self, texts: Sequence[str], allowed_special="none_raise") -> list[list[int]]:
+        """`encode` of each text, in this process. Many short texts cost per call what
+        their encoding costs, so the checks every call makes are made once, over the
+        texts joined (a special token or lone surrogate in one text is one in the join)."""
+        joined = "".join(texts)
+        if self.special.allowed(allowed_special, joined) or not _is_utf8(joined):
+            return [self.encode(text, allowed_special) for text in texts]
+        split, cache, out = self._split, self._cache, []
+        for start in range(0, len(texts), _CACHE_CHECK_EVERY):
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            chunk_ids = cache.__getitem__
+            out.extend(
+                list(chain.from_iterable(map(chunk_ids, split(text))))
+                for text in texts[start : start + _CACHE_CHECK_EVERY]
+            )
         return out
 
     def encode_batch(
@@ -307,6 +323,17 @@ class BPETokenizer(Tokenizer):
             f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
             f"pattern={name!r}, special_tokens={len(self.special.ids)})"
         )
+
+
+def _is_utf8(text: str) -> bool:
+    """False when the text holds a lone surrogate, which UTF-8 cannot encode."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _ChunkCache(dict):
