@@ -82,6 +82,17 @@ def test_a_changed_weight_is_never_read_from_a_stale_copy(layer):
         torch.testing.assert_close(layer(x), x @ state["weight"] + state["bias"])
 
 
+def test_a_weight_moved_to_a_new_storage_is_never_read_from_a_stale_copy(layer):
+    """There and back through bf16: same Parameter, same version, new (rounded) numbers in
+    a new storage, which may even sit where the old one was."""
+    x = torch.randn(1, 1, 24)
+    with torch.inference_mode():
+        layer(x)
+    layer.to(torch.bfloat16).to(torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias)
+
+
 @pytest.mark.parametrize("tie", [True, False])
 def test_a_cached_step_gives_the_logits_of_a_full_forward(tie):
     cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32,

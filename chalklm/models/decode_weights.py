@@ -10,7 +10,8 @@ the same numbers, computed up to 2x sooner (benchmarks/generation.py measures it
 
 So the first one-token step keeps a row-major copy of each layer's `W.T` on the layer
 (`packed`; query, key and value joined in one), and remakes it when a parameter changes:
-a training step or a load writes into it in place, which bumps the tensor's version.
+a training step or a load writes into it in place, which bumps the tensor's version;
+`model.to(...)` gives it a new storage.
 The copies double the weights' memory while the model lives. A tied output needs none:
 the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
@@ -20,6 +21,8 @@ the ordinary product is as fast or faster.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -42,9 +45,9 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     and their biases as one column (or None); kept on `owner` until a parameter changes.
     Several layers that read the same input (query, key, value) become one product."""
     params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
-    key = [(p.data_ptr(), p._version) for p in params]
     kept = owner.__dict__.get("_decode_weights")
-    if kept is None or kept[0] != key:
+    if kept is None or not _same(kept[0], params):
+        key = [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
         weight_t = torch.cat([layer.weight.detach().t() for layer in layers]).contiguous()
         bias = None
         if layers[0].bias is not None:
@@ -52,6 +55,16 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
         kept = (key, weight_t, bias)
         owner.__dict__["_decode_weights"] = kept
     return kept[1], kept[2]
+
+
+def _same(key, params) -> bool:
+    """True if every parameter still has the storage, place and version the copy was made
+    from. The storage is held by a weak reference: a new storage that happens to reuse a
+    freed one's address (`model.to(...)` and back) is still a different object."""
+    return len(key) == len(params) and all(
+        storage() is p.untyped_storage() and ptr == p.data_ptr() and version == p._version
+        for (storage, ptr, version), p in zip(key, params)
+    )
 
 
 def product(x: torch.Tensor, weight_t: torch.Tensor, bias_column: torch.Tensor | None = None):
