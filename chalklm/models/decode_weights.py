@@ -61,10 +61,12 @@ def _same(key, params) -> bool:
     """True if every parameter still has the storage, place and version the copy was made
     from. The storage is held by a weak reference: a new storage that happens to reuse a
     freed one's address (`model.to(...)` and back) is still a different object."""
-    return len(key) == len(params) and all(
-        storage() is p.untyped_storage() and ptr == p.data_ptr() and version == p._version
-        for (storage, ptr, version), p in zip(key, params)
-    )
+    if len(key) != len(params):
+        return False
+    for (storage, ptr, version), p in zip(key, params):  # a loop: this runs every step
+        if version != p._version or ptr != p.data_ptr() or storage() is not p.untyped_storage():
+            return False
+    return True
 
 
 def product(x: torch.Tensor, weight_t: torch.Tensor, bias_column: torch.Tensor | None = None):
