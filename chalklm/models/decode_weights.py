@@ -32,11 +32,11 @@ MAX_ROWS = 4  # measured: beyond 4 rows the ordinary product is as fast (or fast
 def applies(x: torch.Tensor) -> bool:
     """True for a few float32 rows on a CPU with gradients off (a decode step)."""
     return (
-        x.dtype == torch.float32
+        not torch.compiler.is_compiling()  # first: compiled code asks nothing about shapes
+        and x.dtype == torch.float32
         and x.numel() <= MAX_ROWS * x.shape[-1]
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
     )
 
 
