@@ -2,7 +2,7 @@
 
    Read bpe_merge.py first: it is the reference, and this file does exactly what
    merge_short does, step for step. Python spends ~7 microseconds merging a new word;
-   this loop spends well under one. Encoding text the tokenizer has not seen before
+   this loop spends ~0.8 (18,507 German words, vocabulary 4096). Encoding text the tokenizer has not seen before
    (a new language, a new book) is mostly this loop, which is why it exists.
 
    Merger(pair_table, byte_ranks, pair_base, id_offset):

@@ -174,9 +174,9 @@ class BPETokenizer(Tokenizer):
         return out
 
     def encode_each(self, texts: Sequence[str], allowed_special="none_raise") -> list[list[int]]:
-        """`encode` of each text, in this process. Many short texts cost per call what
-        their encoding costs, so the checks every call makes are made once, over the
-        texts joined (a special token or lone surrogate in one text is one in the join)."""
+        """`encode` of each text, in this process. For a short text the checks each call
+        makes cost as much as encoding it, so here they are made once, over the texts
+        joined (a special token or a lone surrogate in one text is one in the join too)."""
         joined = "".join(texts)
         if self.special.allowed(allowed_special, joined) or not _is_utf8(joined):
             return [self.encode(text, allowed_special) for text in texts]

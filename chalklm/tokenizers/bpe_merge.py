@@ -9,9 +9,10 @@ already is that token at once.
 for every such pair (not only the pairs that were merged in training), so that a
 vocabulary read from a tiktoken file encodes exactly as tiktoken does.
 
-`_merge.c` is `merge_short` in C, ten times faster on a new word. It is built when chalklm
-is installed with a C compiler at hand; `native_merger` returns it, or None when it was not
-built or `CHALKLM_PURE_PYTHON=1` asks for the Python loops here.
+`_merge.c` is `merge_short` in C, 8-10x faster on a new word (0.8 against 7 µs,
+measured). It is built when chalklm is installed with a C compiler at hand;
+`native_merger` returns it, or None when it was not built or `CHALKLM_PURE_PYTHON=1`
+asks for the Python loops here.
 """
 
 from __future__ import annotations
