@@ -28,7 +28,7 @@ def ordinary(x, layer):
     return x @ layer.weight + (0 if layer.bias is None else layer.bias)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 2, 3, 8, 16])
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_product_is_the_ordinary_one(rows, bias):
     layer = make_layer(bias=bias)
@@ -55,9 +55,10 @@ def test_it_applies_only_to_a_few_float32_rows_without_gradients():
     assert not decode_weights.applies(one)  # gradients on: training or its backward
     with torch.no_grad():
         assert decode_weights.applies(one)
-        assert decode_weights.applies(torch.randn(4, 1, 8))
-        assert not decode_weights.applies(torch.randn(5, 1, 8))
-        assert not decode_weights.applies(torch.randn(1, 8, 8))  # a prompt: 8 rows
+        rows = decode_weights.MAX_ROWS
+        assert decode_weights.applies(torch.randn(rows, 1, 8))
+        assert not decode_weights.applies(torch.randn(rows + 1, 1, 8))
+        assert not decode_weights.applies(torch.randn(1, rows + 1, 8))  # a longer prompt
         assert not decode_weights.applies(one.to(torch.bfloat16))
 
 
