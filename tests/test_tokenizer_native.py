@@ -1,6 +1,5 @@
 """The C merge loop (`_merge.c`) does exactly what bpe_merge.merge_short does."""
 
-import os
 import random
 
 import pytest
@@ -11,14 +10,19 @@ from chalklm.tokenizers import BPETokenizer
 from chalklm.tokenizers.bpe_merge import merge_short, native_merger
 from chalklm.tokenizers.bpe_train import PAIR_BASE
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("CHALKLM_PURE_PYTHON") == "1", reason="CHALKLM_PURE_PYTHON=1 asks for Python"
-)
+# These tests are of the C loop itself: CHALKLM_PURE_PYTHON=1, if set, does not apply here.
+
+
+@pytest.fixture(autouse=True)
+def c_loop_allowed(monkeypatch):
+    monkeypatch.delenv("CHALKLM_PURE_PYTHON", raising=False)
 
 
 @pytest.fixture(scope="module")
 def tok(shakespeare) -> BPETokenizer:
-    return BPETokenizer.train(shakespeare[:200_000], 1024, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CHALKLM_PURE_PYTHON", raising=False)
+        return BPETokenizer.train(shakespeare[:200_000], 1024, progress=False)
 
 
 def python_merge(tok: BPETokenizer, data: bytes) -> list[int]:
