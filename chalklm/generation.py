@@ -273,6 +273,7 @@ class _TorchRunner(_CachedRunner):
         weight = model.token_embedding.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.one_token = _compiled_step(model) if compile else model
+        self.checked = False  # whether this generation's first step has run (see `step`)
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
@@ -282,8 +283,16 @@ class _TorchRunner(_CachedRunner):
         dtype = self.torch.float32 if self.device.type == "cpu" else self.dtype
         return KVCache(self.model.config, batch, self.columns, dtype, self.device)
 
+    def prefill(self, rows: list[list[int]]) -> np.ndarray:
+        self.checked = False
+        return super().prefill(rows)
+
     def step(self, ids: np.ndarray) -> np.ndarray:
-        return self._run(ids[:, None], self.one_token)
+        # The first step after a prefill runs eagerly: it checks, and remakes if the weights
+        # changed, the weight copies that compiled steps read unchecked (decode_weights).
+        forward = self.one_token if self.checked else self.model
+        self.checked = True
+        return self._run(ids[:, None], forward)
 
     def _run(self, ids: np.ndarray, forward=None) -> np.ndarray:
         torch = self.torch
@@ -456,9 +465,9 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
     one. `seed`: the same seed, prompts and controls give the same tokens, in either engine.
     `probs=True` fills each Step's chances. `compile=True` (fast engine): the one-token
     step is compiled with torch.compile the first time (seconds to a minute, once per
-    model); then each token costs less in bf16 (measured on a CPU). On a CPU in float32
-    the eager step is faster (its products read row-major weight copies that compiled code
-    does not use: chalklm/models/decode_weights.py).
+    model); then each token costs less (measured on a CPU). The model's weights must not
+    change while one call is generating: compiled steps read the weight copies of
+    chalklm/models/decode_weights.py without checking them (the first step checks).
     """
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
     num_samples = _positive_int("num_samples", num_samples)

@@ -408,6 +408,24 @@ def test_tokenizer_error_is_a_chalk_error():
     assert issubclass(TokenizerError, ChalkError)
 
 
+def test_compiled_steps_never_read_stale_weight_copies():
+    """Compiled steps read decode_weights' copies without checking them; the eager first
+    step of each call checks. A prompt longer than MAX_ROWS makes no copies in its
+    prefill, so that first step is the only check before the compiled ones."""
+    from chalklm.models.decode_weights import MAX_ROWS
+
+    model = make_models(block_size=64)[0]
+    prompt = [[(3 * i) % 13 for i in range(MAX_ROWS + 4)]]
+    eager = generate(model, prompt, 12, temperature=0)
+    assert generate(model, prompt, 12, temperature=0, compile=True) == eager
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 2)  # as training between two calls would
+    compiled = generate(model, prompt, 12, temperature=0, compile=True)
+    assert compiled == generate(model, prompt, 12, temperature=0) != eager
+
+
 @pytest.mark.slow
 def test_compiled_step_gives_the_same_tokens(models):
     fast, _ = models

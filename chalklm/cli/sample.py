@@ -45,8 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="re-read the whole text at every step instead of using the KV cache")
     p.add_argument("--compile", action="store_true",
-                   help="compile the one-token step with torch.compile (slow once; then "
-                        "faster in bf16, but slower in fp32 on a CPU)")
+                   help="compile the one-token step with torch.compile (slow once, then faster)")
     p.add_argument("--json", action="store_true", help="print one JSON result, not the text")
     p.add_argument("--show-probs", type=positive_int, nargs="?", const=DEFAULT_CANDIDATES,
                    default=None, metavar="N",

@@ -15,8 +15,9 @@ a training step or a load writes into it in place, which bumps the tensor's vers
 The copies double the weights' memory while the model lives. A tied output needs none:
 the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
-It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows,
-outside torch.compile (a batch of up to 16 sequences, or a short prompt). Everywhere else
+It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows
+(a batch of up to 16 sequences, or a short prompt). Compiled steps read the copies without
+checking them: generation runs the first step of each call eagerly, which checks. Everywhere else
 layers multiply as usual: in bf16 and for more rows the ordinary product is as fast or
 faster.
 """
@@ -33,8 +34,7 @@ MAX_ROWS = 16  # measured: at 32 rows the ordinary product catches up (small mod
 def applies(x: torch.Tensor) -> bool:
     """True for a few float32 rows on a CPU with gradients off (a decode step)."""
     return (
-        not torch.compiler.is_compiling()  # first: compiled code asks nothing about shapes
-        and x.dtype == torch.float32
+        x.dtype == torch.float32
         and x.numel() <= MAX_ROWS * x.shape[-1]
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
@@ -45,17 +45,25 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     """The `layers`' weights transposed and stacked row-major, (their outputs, inputs),
     and their biases as one column (or None); kept on `owner` until a parameter changes.
     Several layers that read the same input (query, key, value) become one product."""
-    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
     kept = owner.__dict__.get("_decode_weights")
+    if torch.compiler.is_compiling():
+        # Compiled code cannot check the copy: it reads what the eager first step of this
+        # generation made or checked (see generation._TorchRunner); without one, it
+        # makes the copy inside every step (correct, but slow).
+        return (kept[1], kept[2]) if kept is not None else _stacked(layers)
+    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
     if kept is None or not _same(kept[0], params):
         key = [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
-        weight_t = torch.cat([layer.weight.detach().t() for layer in layers]).contiguous()
-        bias = None
-        if layers[0].bias is not None:
-            bias = torch.cat([layer.bias.detach() for layer in layers])[:, None]
-        kept = (key, weight_t, bias)
+        kept = (key, *_stacked(layers))
         owner.__dict__["_decode_weights"] = kept
     return kept[1], kept[2]
+
+
+def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:
+    weight_t = torch.cat([layer.weight.detach().t() for layer in layers]).contiguous()
+    if layers[0].bias is None:
+        return weight_t, None
+    return weight_t, torch.cat([layer.bias.detach() for layer in layers])[:, None]
 
 
 def _same(key, params) -> bool:
