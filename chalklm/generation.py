@@ -289,10 +289,14 @@ class _TorchRunner(_CachedRunner):
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         # The first step after a prefill runs eagerly: it checks, and remakes if the weights
-        # changed, the weight copies that compiled steps read unchecked (decode_weights).
-        forward = self.one_token if self.checked else self.model
-        self.checked = True
-        return self._run(ids[:, None], forward)
+        # changed, the weight copies that compiled steps then read unchecked.
+        from chalklm.models import decode_weights
+
+        if not self.checked:
+            self.checked = True
+            return self._run(ids[:, None], self.model)
+        with decode_weights.checked():
+            return self._run(ids[:, None], self.one_token)
 
     def _run(self, ids: np.ndarray, forward=None) -> np.ndarray:
         torch = self.torch

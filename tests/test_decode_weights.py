@@ -107,3 +107,23 @@ def test_a_cached_step_gives_the_logits_of_a_full_forward(tie):
         model(ids[:, :5], cache=cache)
         step, _ = model(ids[:, 5:], cache=cache)
     torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_code_elsewhere_never_reads_a_copy_unchecked():
+    """A compiled model used outside generation (no eager check just before) makes the
+    copy inside the step instead of reading a possibly stale one."""
+    cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    ids = torch.randint(0, 50, (1, 5))
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        model(ids)  # eager: makes the copies (5 rows)
+        compiled(ids)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    with torch.inference_mode():
+        got, _ = compiled(ids)  # first, before any eager step could remake the copies
+        want, _ = model(ids)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -16,15 +16,17 @@ The copies double the weights' memory while the model lives. A tied output needs
 the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
 It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows
-(a batch of up to 16 sequences, or a short prompt). Compiled steps read the copies without
-checking them: generation runs the first step of each call eagerly, which checks. Everywhere else
-layers multiply as usual: in bf16 and for more rows the ordinary product is as fast or
-faster.
+(a batch of up to 16 sequences, or a short prompt). Compiled code cannot check a copy, so
+it reads copies only inside `checked()`: generation runs the first step of each call
+eagerly, which checks them, and the compiled steps after it inside `checked()`.
+Everywhere else layers multiply as usual: in bf16 and for more rows the ordinary product
+is as fast or faster.
 """
 
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
 
 import torch
 
@@ -47,16 +49,31 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     Several layers that read the same input (query, key, value) become one product."""
     kept = owner.__dict__.get("_decode_weights")
     if torch.compiler.is_compiling():
-        # Compiled code cannot check the copy: it reads what the eager first step of this
-        # generation made or checked (see generation._TorchRunner); without one, it
-        # makes the copy inside every step (correct, but slow).
-        return (kept[1], kept[2]) if kept is not None else _stacked(layers)
+        # Compiled code cannot check a copy. It reads one only inside `checked()`, where
+        # the caller has just checked them all; elsewhere it makes the copy in every step
+        # (correct, but slow).
+        return (kept[1], kept[2]) if _checked and kept is not None else _stacked(layers)
     params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
     if kept is None or not _same(kept[0], params):
         key = [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
         kept = (key, *_stacked(layers))
         owner.__dict__["_decode_weights"] = kept
     return kept[1], kept[2]
+
+
+_checked = False  # True inside `checked()`; compiled code is traced once for each value
+
+
+@contextmanager
+def checked():
+    """Inside, compiled code may read the copies without checking them. For callers that
+    have just checked every copy (generation: the eager first step of each call)."""
+    global _checked
+    before, _checked = _checked, True
+    try:
+        yield
+    finally:
+        _checked = before
 
 
 def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:
