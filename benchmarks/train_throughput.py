@@ -30,6 +30,7 @@ import torch
 from chalklm.config import GPTConfig
 from chalklm.interop.gpt2 import TO_HF_ACTIVATION
 from chalklm.models import GPT
+from chalklm.models.compiling import compiled
 from chalklm.training.engines import fused_attention_is_faster
 from chalklm.training.report import measured_peak_flops
 
@@ -60,7 +61,7 @@ def chalklm_model(layers, heads, width, context, vocab, dtype: str, compile_: bo
     config = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
                        n_embd=width, activation=activation)
     model = GPT(config, fused_attention=fused_attention_is_faster("cpu", dtype))
-    forward = torch.compile(model) if compile_ else model
+    forward = compiled(model) if compile_ else model
     return model, lambda x, y: forward(x)[0]
 
 

@@ -257,10 +257,10 @@ def _compiled_step(model):
     """`model.forward` compiled by torch.compile (inductor), made once per model (kept on
     it): the one-token step becomes a few fused kernels with no Python between them.
     Compiling takes seconds to a minute, once; shapes that grow (the cache) stay symbolic."""
-    import torch
+    from chalklm.models.compiling import compiled
 
     if "_compiled_step" not in model.__dict__:
-        model.__dict__["_compiled_step"] = torch.compile(model.forward, dynamic=True)
+        model.__dict__["_compiled_step"] = compiled(model.forward, dynamic=True)
     return model.__dict__["_compiled_step"]
 
 

@@ -224,9 +224,9 @@ def test_dropout_is_seeded_by_torch_and_off_in_eval_mode():
 
 
 def test_the_shared_causal_mask_made_under_inference_mode_still_trains():
-    from chalklm.models.layers import causal_mask
+    from chalklm.models.layers import _kept_causal_mask
 
-    causal_mask.cache_clear()
+    _kept_causal_mask.cache_clear()
     attention = SelfAttention(fused=False)
     q = torch.randn(1, 1, 5, 4)
     with torch.inference_mode():

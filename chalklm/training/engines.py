@@ -74,10 +74,12 @@ class TorchEngine:
         AdamW. Shared by every task's torch engine."""
         import torch
 
+        from chalklm.models.compiling import compiled
+
         self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
         torch.manual_seed(cfg.seed)
         self.model = build(fused_attention_is_faster(device, dtype)).to(device)
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self.train_model = compiled(self.model) if cfg.compile else self.model
         if wrap is not None:
             self.train_model = wrap(self.train_model)
         if dist.enabled:

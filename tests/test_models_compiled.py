@@ -1,0 +1,40 @@
+"""torch.compile with chalklm's inductor options computes what the eager model computes."""
+
+import torch
+import torch.nn.functional as F
+
+from chalklm.config import GPTConfig
+from chalklm.models import GPT
+from chalklm.models.compiling import compiled
+
+
+def test_compiled_gelu_equals_eager_far_into_both_tails():
+    """The decomposed tanh, 2 / (1 + exp(-2a)) - 1, must not overflow into NaN where exp
+    does (a < -44) nor lose the small values near 0: values and gradients from -60 to 60."""
+    x = torch.linspace(-60, 60, 4001, dtype=torch.float64).float().requires_grad_()
+    gelu = compiled(lambda t: F.gelu(t, approximate="tanh"))
+    got = gelu(x)
+    (got_grad,) = torch.autograd.grad(got.sum(), x)
+    want = F.gelu(x, approximate="tanh")
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    assert torch.isfinite(got).all() and torch.isfinite(got_grad).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=5e-6)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=5e-6)
+
+
+def test_compiled_gpt_loss_and_gradients_equal_eager():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    ids, targets = torch.randint(0, 13, (3, 8)), torch.randint(0, 13, (3, 8))
+
+    def run(forward):
+        model.zero_grad(set_to_none=True)
+        logits, loss = forward(ids, targets)
+        loss.backward()
+        return logits.detach(), loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    eager, fast = run(model), run(compiled(model))
+    torch.testing.assert_close(fast[0], eager[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast[1], eager[1], rtol=0, atol=1e-5)
+    for name, grad in eager[2].items():
+        torch.testing.assert_close(fast[2][name], grad, rtol=0, atol=1e-5, msg=name)
