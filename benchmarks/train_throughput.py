@@ -3,8 +3,9 @@
 Both models are built with the identical configuration (layers, heads, width, context,
 vocabulary; tied embeddings, no dropout; GELU-tanh, or with --activation gelu_exact the
 erf form on both sides), trained on the same random batch
-with torch.optim.AdamW, in the same process, the settings taking turns round by round so
-a change in machine load hits them all alike. A step is forward + backward + clip + AdamW.
+in the same process, the settings taking turns round by round so a change in machine load
+hits them all alike. A step is forward + backward + clip + AdamW: for chalklm a step of
+its trainer (TorchEngine.train_step), for HF the same with torch.optim.AdamW(fused=True).
 
     python benchmarks/train_throughput.py [--configs small,large] [--rounds 5] [--steps 10]
         [--activation gelu|gelu_exact]
@@ -29,9 +30,9 @@ import torch
 
 from chalklm.config import GPTConfig
 from chalklm.interop.gpt2 import TO_HF_ACTIVATION
-from chalklm.models import GPT
-from chalklm.models.compiling import compiled
-from chalklm.training.engines import fused_attention_is_faster
+from chalklm.training.config import TrainConfig
+from chalklm.training.distributed import Distributed
+from chalklm.training.engines import TorchEngine
 from chalklm.training.report import measured_peak_flops
 
 # (layers, heads, width, context, batch, vocab), as the issue names them
@@ -55,14 +56,15 @@ def hf_model(layers, heads, width, context, vocab, attention: str, activation: s
     return model, loss_of
 
 
-def chalklm_model(layers, heads, width, context, vocab, dtype: str, compile_: bool,
-                  activation: str):
-    """Built as `chalklm train` builds it (its choice of attention path for the dtype)."""
+def chalklm_step(layers, heads, width, context, vocab, dtype: str, compile_: bool,
+                 activation: str):
+    """A step of chalklm's trainer itself (TorchEngine.train_step: its attention path for
+    the dtype, its flat-parameter AdamW and clipping), on one micro-batch."""
     config = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
                        n_embd=width, activation=activation)
-    model = GPT(config, fused_attention=fused_attention_is_faster("cpu", dtype))
-    forward = compiled(model) if compile_ else model
-    return model, lambda x, y: forward(x)[0]
+    train = TrainConfig(dtype=dtype, compile=compile_, learning_rate=1e-4, grad_clip=1.0)
+    engine = TorchEngine(config, train, "cpu", dtype, Distributed())
+    return lambda x, y: engine.train_step([(x.numpy(), y.numpy())], 1e-4)
 
 
 def make_step(model, logits_of, dtype: str):
@@ -96,9 +98,8 @@ def bench(name, shape, rounds, steps, compile_, activation):
     settings = {}
     for dtype in ("fp32", "bf16"):
         for comp in ([False, True] if compile_ else [False]):
-            model, fn = chalklm_model(layers, heads, width, context, vocab, dtype, comp,
-                                      activation)
-            settings[f"chalklm {dtype}{' compile' if comp else ''}"] = make_step(model, fn, dtype)
+            settings[f"chalklm {dtype}{' compile' if comp else ''}"] = chalklm_step(
+                layers, heads, width, context, vocab, dtype, comp, activation)
         for attention in ("sdpa", "eager"):  # HF at its best: both of its attention paths
             model, fn = hf_model(layers, heads, width, context, vocab, attention, activation)
             settings[f"hf {dtype} {attention}"] = make_step(model, fn, dtype)

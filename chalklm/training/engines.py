@@ -75,10 +75,14 @@ class TorchEngine:
         import torch
 
         from chalklm.models.compiling import compiled
+        from chalklm.training.flat_parameters import FlatParameters
 
         self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
         torch.manual_seed(cfg.seed)
         self.model = build(fused_attention_is_faster(device, dtype)).to(device)
+        names = {p: n for n, p in self.model.named_parameters()}
+        groups = [g for g in decay_groups(self.model.named_parameters()) if g["params"]]
+        self.flat = FlatParameters([g["params"] for g in groups], names)
         self.train_model = compiled(self.model) if cfg.compile else self.model
         if wrap is not None:
             self.train_model = wrap(self.train_model)
@@ -87,9 +91,8 @@ class TorchEngine:
 
             ids = [dist.local_rank] if device.startswith("cuda") else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
-        self.names = {p: n for n, p in self.model.named_parameters()}
-        groups = decay_groups(self.model.named_parameters())
-        for g in groups:
+        for g, buffer in zip(groups, self.flat.buffers):
+            g["params"] = [buffer]
             g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate,
                                            betas=(cfg.beta1, cfg.beta2), eps=adam_eps,
@@ -126,11 +129,12 @@ class TorchEngine:
                 (loss / n).backward()
             total += loss.detach()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        norm = float(torch.nn.utils.clip_grad_norm_(self.flat.buffers, clip))
         mean_loss = float(total) / n
         if math.isfinite(mean_loss) and math.isfinite(norm):
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            self.flat.updated()
+        self.flat.zero_grad()
         return mean_loss, norm
 
     def loss_sum(self, x, y) -> float:
@@ -155,24 +159,36 @@ class TorchEngine:
         self.model.load_weights(weights)
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """AdamW's running moments, named after their parameter: `exp_avg.<name>`, ..."""
+        """AdamW's running moments, named after their parameter: `exp_avg.<name>`, ...
+        (the optimizer holds them flat, one tensor per group: see FlatParameters)."""
+        states = [self.optimizer.state.get(b, {}) for b in self.flat.buffers]
+        if not all(states):  # before the first step
+            return {}
         out = {}
-        for p, state in self.optimizer.state.items():
-            for key, value in state.items():
-                out[f"{key}.{self.names[p]}"] = value.detach().cpu().reshape(value.shape or (1,))
+        for key in ("exp_avg", "exp_avg_sq"):
+            for name, view in self.flat.split([s[key] for s in states]).items():
+                out[f"{key}.{name}"] = view.detach().cpu().clone()
+        for name, (i, _, _) in self.flat.where.items():
+            out[f"step.{name}"] = states[i]["step"].detach().cpu().reshape(1)
         return out
 
     def load_optimizer_state(self, arrays: dict) -> None:
         import torch
 
-        for p, name in self.names.items():
-            state = {}
-            for key in ("step", "exp_avg", "exp_avg_sq"):
-                if f"{key}.{name}" in arrays:
-                    value = torch.from_numpy(np.array(arrays[f"{key}.{name}"]))
-                    state[key] = value.reshape(()) if key == "step" else value.to(self.device)
-            if state:
-                self.optimizer.state[p] = state
+        def named(key):
+            return {name: torch.from_numpy(np.array(arrays[f"{key}.{name}"]))
+                    for name in self.flat.where if f"{key}.{name}" in arrays}
+
+        steps = named("step")
+        moments = {key: self.flat.join(named(key)) for key in ("exp_avg", "exp_avg_sq")}
+        for i, buffer in enumerate(self.flat.buffers):
+            step = next((steps[n] for n, (j, _, _) in self.flat.where.items()
+                         if j == i and n in steps), None)
+            if step is not None:
+                self.optimizer.state[buffer] = {
+                    "step": step.reshape(()).to(buffer.device),
+                    **{key: flat[i] for key, flat in moments.items()},
+                }
 
     def rng_state(self) -> dict:
         import torch
