@@ -234,3 +234,25 @@ def test_the_shared_causal_mask_made_under_inference_mode_still_trains():
     trained = q.clone().requires_grad_()
     attention(trained, trained, trained, causal=True).sum().backward()
     assert trained.grad is not None
+
+
+def test_causal_attention_in_halves_equals_the_whole_square():
+    """From `halves_from` tokens the math path skips the hidden top-right quarter of the
+    scores; values and gradients must be those of the whole masked square."""
+    torch.manual_seed(0)
+    T = SelfAttention.halves_from
+    q, k, v = (torch.randn(2, 3, T, 8, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    halves = SelfAttention(fused=False)(q, k, v, causal=True)
+    whole = SelfAttention(fused=False)._math(
+        q, k, v, torch.ones(T, T, dtype=torch.bool).tril(), 0.0)
+    torch.testing.assert_close(halves, whole)
+    g = torch.randn_like(halves)
+    got = torch.autograd.grad(halves, (q, k, v), g)
+    want = torch.autograd.grad(whole, (q, k, v), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    # an odd length, or fewer tokens, takes the whole square
+    odd = SelfAttention(fused=False)(q[..., 1:, :], k[..., 1:, :], v[..., 1:, :], causal=True)
+    torch.testing.assert_close(odd, F.scaled_dot_product_attention(
+        q[..., 1:, :], k[..., 1:, :], v[..., 1:, :], is_causal=True))

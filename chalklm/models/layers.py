@@ -160,6 +160,28 @@ class SelfAttention(nn.Module):
                 q, k, v, attn_mask=None if is_causal else mask, dropout_p=p,
                 is_causal=is_causal,
             )
+        T = q.shape[-2]
+        if keep is None and padding_mask is None and causal and k.shape[-2] == T and \
+                T >= self.halves_from and T % 2 == 0:
+            return self._causal_halves(q, k, v, p)
+        return self._math(q, k, v, mask, p)
+
+    halves_from = 256  # sequence length from which causal attention is computed in halves
+
+    def _causal_halves(self, q, k, v, p: float) -> torch.Tensor:
+        """Causal attention, the queries in two halves. The first half may look only at the
+        first half of the keys, so the top-right quarter of the scores, all hidden, is never
+        computed: 3/4 of the products and of the softmax. Measured on a 2-core CPU, bf16,
+        compiled: 445 against 460 ms a training step of a 6-layer, 384-wide model on
+        8 x 256 tokens; no faster at 64 tokens, where the smaller products cost as much."""
+        h = q.shape[-2] // 2
+        first = self._math(q[..., :h, :], k[..., :h, :], v[..., :h, :],
+                           causal_mask(h, h, q.device), p)
+        second = self._math(q[..., h:, :], k, v, causal_mask(h, 2 * h, q.device), p)
+        return torch.cat([first, second], dim=-2)
+
+    def _math(self, q, k, v, mask, p: float) -> torch.Tensor:
+        """softmax(q @ k.T / sqrt(hs), hidden where mask is False) @ v, spelled out."""
         # q / sqrt(hs) @ k.T: scaling q (T x hs numbers) costs less than scaling the T x T scores
         scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
         if mask is not None:
