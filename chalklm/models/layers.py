@@ -141,6 +141,8 @@ class SelfAttention(nn.Module):
     math (mask, softmax, weights @ v) and gives the same numbers, only slower.
     """
 
+    halves_from = 256  # from this many tokens the math path computes causal attention in halves
+
     def __init__(self, dropout: float = 0.0, fused: bool = True):
         super().__init__()
         self.dropout = dropout
@@ -165,8 +167,6 @@ class SelfAttention(nn.Module):
                 T >= self.halves_from and T % 2 == 0:
             return self._causal_halves(q, k, v, p)
         return self._math(q, k, v, mask, p)
-
-    halves_from = 256  # sequence length from which causal attention is computed in halves
 
     def _causal_halves(self, q, k, v, p: float) -> torch.Tensor:
         """Causal attention, the queries in two halves. The first half may look only at the

@@ -6,11 +6,13 @@ fused AdamW walks a Python loop and bumps a step counter, and `clip_grad_norm_` 
 norm and a product: about 2 ms of a 21 ms training step. When every parameter is a view
 into one flat buffer per group (weight decay or not), and every gradient a view into a
 second one, the optimizer and the clipping see two tensors instead: the same arithmetic
-(the gradient norm summed in another order, so equal up to rounding), 0.75 ms less a
-step. Apex's FusedAdam and FSDP's FlatParameter do the same.
+(the gradient norm summed in another order, so equal up to rounding), 0.5-0.75 ms less
+a step. Apex's FusedAdam and FSDP's FlatParameter do the same.
 
 The model does not notice: its parameters keep their names, shapes and values, autograd
 adds each new gradient into its view, and state dicts read and write through the views.
+One thing breaks it: setting a parameter's `.grad` to None (`model.zero_grad()` does),
+after which its gradient lands outside the buffer; zero them with `zero_grad` here.
 """
 
 from __future__ import annotations
