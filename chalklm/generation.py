@@ -289,7 +289,7 @@ class _TorchRunner(_CachedRunner):
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         # The first step after a prefill runs eagerly: it checks, and remakes if the weights
-        # changed, the weight copies that compiled steps then read unchecked.
+        # changed, the weight copies that the later steps then read unchecked.
         from chalklm.models import decode_weights
 
         if not self.checked:

@@ -16,9 +16,11 @@ The copies double the weights' memory while the model lives. A tied output needs
 the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
 It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows
-(a batch of up to 16 sequences, or a short prompt). Compiled code cannot check a copy, so
-it reads copies only inside `checked()`: generation runs the first step of each call
-eagerly, which checks them, and the compiled steps after it inside `checked()`.
+(a batch of up to 16 sequences, or a short prompt). Checking costs a few microseconds a
+layer, and compiled code cannot check at all, so generation checks once a call: its first
+step runs eagerly and checks every copy, and the steps after it (compiled or not) run
+inside `checked()`, which reads the copies as they are. Within a call the weights do not
+change (the KV cache assumes as much).
 Everywhere else layers multiply as usual: in bf16 and for more rows the ordinary product
 is as fast or faster.
 """
@@ -48,11 +50,12 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     and their biases as one column (or None); kept on `owner` until a parameter changes.
     Several layers that read the same input (query, key, value) become one product."""
     kept = owner.__dict__.get("_decode_weights")
+    if _checked and kept is not None:  # the caller has just checked every copy
+        return kept[1], kept[2]
     if torch.compiler.is_compiling():
-        # Compiled code cannot check a copy. It reads one only inside `checked()`, where
-        # the caller has just checked them all; elsewhere it makes the copy in every step
-        # (correct, but slow).
-        return (kept[1], kept[2]) if _checked and kept is not None else _stacked(layers)
+        # Compiled code cannot check a copy: outside `checked()` it makes the copy in every
+        # step (correct, but slow).
+        return _stacked(layers)
     params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
     if kept is None or not _same(kept[0], params):
         key = [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
@@ -66,8 +69,8 @@ _checked = False  # True inside `checked()`; compiled code is traced once for ea
 
 @contextmanager
 def checked():
-    """Inside, compiled code may read the copies without checking them. For callers that
-    have just checked every copy (generation: the eager first step of each call)."""
+    """Inside, layers read the copies without checking them. For callers that have just
+    checked every copy (generation: the eager first step of each call)."""
     global _checked
     before, _checked = _checked, True
     try:
