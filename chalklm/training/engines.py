@@ -179,16 +179,16 @@ class TorchEngine:
             return {name: torch.from_numpy(np.array(arrays[f"{key}.{name}"]))
                     for name in self.flat.where if f"{key}.{name}" in arrays}
 
-        steps = named("step")
         moments = {key: self.flat.join(named(key)) for key in ("exp_avg", "exp_avg_sq")}
-        for i, buffer in enumerate(self.flat.buffers):
-            step = next((steps[n] for n, (j, _, _) in self.flat.where.items()
-                         if j == i and n in steps), None)
-            if step is not None:
-                self.optimizer.state[buffer] = {
-                    "step": step.reshape(()).to(buffer.device),
-                    **{key: flat[i] for key, flat in moments.items()},
-                }
+        steps = {}  # buffer -> its step count (every parameter of a group has the same)
+        for name, step in named("step").items():
+            steps.setdefault(self.flat.where[name][0], step)
+        for i, step in steps.items():
+            buffer = self.flat.buffers[i]
+            self.optimizer.state[buffer] = {
+                "step": step.reshape(()).to(buffer.device),
+                **{key: flat[i] for key, flat in moments.items()},
+            }
 
     def rng_state(self) -> dict:
         import torch
