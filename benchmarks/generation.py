@@ -13,7 +13,9 @@ small: 12, 12, 768, 1024, 50257). Tasks:
 
 Each measurement runs in its own process (so peak memory is its own), each side once per
 repeat, turn about between the sides so background load falls on all alike; the best
-repeat counts. Sides: chalklm (eager), chalklm with compile=True (torch.compile of the
+repeat counts. Sides: chalklm as it generates by default (one sequence in float32: each
+token one call to C, models/fused_step.py), chalklm's PyTorch step (`eager`, as with
+CHALKLM_PURE_PYTHON=1), the same with compile=True (`compiled`: torch.compile of the
 one-token step; its compile time is reported, not counted), transformers.
 A last row, `floor`, only reads every weight matrix of the model once per token (sums
 it: no attention, no norms, no sampling): the speed of reading the weights through this
@@ -60,6 +62,8 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-compile", action="store_true",
                         help="skip chalklm with compile=True (torch.compile of the step)")
+    parser.add_argument("--no-eager", action="store_true",
+                        help="skip chalklm's PyTorch step (eager)")
     parser.add_argument("--glass-tokens", type=int, default=32,
                         help="new tokens for the glass box (0: skip it)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"
@@ -233,7 +237,10 @@ def make_model(shape: str, folder: Path) -> tuple[Path, Path]:
 
 def measure(spec: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if spec["side"] in ("eager", "compiled"):  # chalklm's PyTorch step, not the C one
+        env["CHALKLM_PURE_PYTHON"] = "1"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"measurement {spec['side']} {spec['task']} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -249,7 +256,8 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
     rows = []
-    sides = ["chalklm"] + ([] if args.no_compile else ["compiled"]) + ["transformers"]
+    sides = (["chalklm"] + ([] if args.no_eager else ["eager"])
+             + ([] if args.no_compile else ["compiled"]) + ["transformers"])
     print(f"tok/s of {' | '.join(sides)}; speedups over transformers; first token and peak"
           " memory in the same order")
     with tempfile.TemporaryDirectory() as tmp:

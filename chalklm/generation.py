@@ -233,6 +233,9 @@ class _CachedRunner:
         if cache is None or cache.batch != len(rows) or cache.max_len != self.columns:
             self.cache = self._new_cache(len(rows))
         self.cache.reset(pad)
+        return self._prompt(ids)
+
+    def _prompt(self, ids: np.ndarray) -> np.ndarray:
         return self._run(ids)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
@@ -264,8 +267,15 @@ def _compiled_step(model):
     return model.__dict__["_compiled_step"]
 
 
+def _fused_step(model, cache):
+    """The one-token step in one C call (models/fused_step.py), where it applies, else None."""
+    from chalklm.models import fused_step
+
+    return fused_step.FusedStep(model, cache) if fused_step.applies(model, cache) else None
+
+
 class _TorchRunner(_CachedRunner):
-    def __init__(self, model, compile: bool = False):
+    def __init__(self, model, compile: bool = False, fused: bool = True):
         import torch
 
         super().__init__(model)
@@ -274,6 +284,7 @@ class _TorchRunner(_CachedRunner):
         self.device, self.dtype = weight.device, weight.dtype
         self.one_token = _compiled_step(model) if compile else model
         self.checked = False  # whether this generation's first step has run (see `step`)
+        self.use_fused, self.fused = fused, None
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
@@ -284,14 +295,29 @@ class _TorchRunner(_CachedRunner):
         return KVCache(self.model.config, batch, self.columns, dtype, self.device)
 
     def prefill(self, rows: list[list[int]]) -> np.ndarray:
-        self.checked = False
+        self.checked, self.fused = False, None
         return super().prefill(rows)
 
-    def step(self, ids: np.ndarray) -> np.ndarray:
-        # The first step after a prefill runs eagerly: it checks, and remakes if the weights
-        # changed, the weight copies that the later steps then read unchecked.
+    def _prompt(self, ids: np.ndarray) -> np.ndarray:
+        """One row in fp32 on a CPU: the C step (models/fused_step.py) takes the tokens
+        after the prompt, and a short prompt too, token by token (the product for many
+        rows is PyTorch's, with no copy of the weights: a longer prompt goes there)."""
         from chalklm.models import decode_weights
 
+        self.fused = _fused_step(self.model, self.cache) if self.use_fused else None
+        if self.fused is None or ids.shape[1] > decode_weights.MAX_ROWS:
+            return self._run(ids)
+        for token in ids[0]:
+            scores = self.fused(int(token))
+        return scores
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        from chalklm.models import decode_weights
+
+        if self.fused is not None:
+            return self.fused(int(ids[0]))
+        # The first step after a prefill runs eagerly: it checks, and remakes if the weights
+        # changed, the weight copies that the later steps then read unchecked.
         if not self.checked:
             self.checked = True
             return self._run(ids[:, None], self.model)
@@ -467,10 +493,12 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
     starts from `beginning(tokenizer)`. Rows: each prompt `num_samples` times, prompt by
     prompt. `stop`: strings (needs `tokenizer`); a row ends with the token that completes
     one. `seed`: the same seed, prompts and controls give the same tokens, in either engine.
-    `probs=True` fills each Step's chances. `compile=True` (fast engine): the one-token
-    step is compiled with torch.compile the first time (seconds to a minute, once per
-    model); then each token costs less (measured on a CPU). The model's weights must not
-    change while one call is generating: compiled steps read the weight copies of
+    `probs=True` fills each Step's chances. One row, float32, on a CPU (fast engine): each
+    token is one call to C (chalklm/models/fused_step.py), unless chalklm was installed
+    without a C compiler or CHALKLM_PURE_PYTHON=1. Elsewhere, `compile=True` (fast engine)
+    compiles the one-token step with torch.compile the first time (seconds to a minute,
+    once per model); then each token costs less (measured on a CPU). The model's weights
+    must not change while one call is generating: the steps read the weight copies of
     chalklm/models/decode_weights.py without checking them (the first step checks).
     """
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)

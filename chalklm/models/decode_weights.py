@@ -57,9 +57,8 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
         # step (correct, but slow).
         return _stacked(layers)
     params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
-    if kept is None or not _same(kept[0], params):
-        key = [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
-        kept = (key, *_stacked(layers))
+    if kept is None or not unchanged(kept[0], params):
+        kept = (fingerprint(params), *_stacked(layers))
         owner.__dict__["_decode_weights"] = kept
     return kept[1], kept[2]
 
@@ -86,10 +85,16 @@ def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:
     return weight_t, torch.cat([layer.bias.detach() for layer in layers])[:, None]
 
 
-def _same(key, params) -> bool:
+def fingerprint(params) -> list:
+    """What `unchanged` compares: each parameter's storage, place and version."""
+    return [(weakref.ref(p.untyped_storage()), p.data_ptr(), p._version) for p in params]
+
+
+def unchanged(key, params) -> bool:
     """True if every parameter still has the storage, place and version the copy was made
-    from. The storage is held by a weak reference: a new storage that happens to reuse a
-    freed one's address (`model.to(...)` and back) is still a different object."""
+    from (`key`, its `fingerprint`). The storage is held by a weak reference: a new
+    storage that happens to reuse a freed one's address (`model.to(...)` and back) is
+    still a different object."""
     if len(key) != len(params):
         return False
     for (storage, ptr, version), p in zip(key, params):  # a loop: this runs every step

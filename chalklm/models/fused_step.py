@@ -1,0 +1,163 @@
+"""Generation's one-token step in one call to C (`_decode.c`): CPU, float32, one sequence.
+
+A one-token step reads every weight once for two flops each, so its speed is the speed
+of reading weights from memory. Built from PyTorch operations it spends most of its time
+elsewhere: a few hundred operator calls, each a few microseconds of dispatch, and a
+matrix-vector product that reads at half the memory's speed. `_decode.c` computes the
+same step, the same arithmetic as `GPT.forward` with a KV cache, in one C call: each
+product a loop of dot products over the rows of decode_weights' row-major copies, split
+between threads. On the benchmark's 6-layer model (2 cores) that is 2-3x the tokens/s
+of the PyTorch step (benchmarks/generation.py).
+
+`FusedStep(model, cache)` applies (`applies`) to a chalklm GPT in float32 on a CPU, a
+cache of one row without padding, and a built `_decode` (the C file compiles when
+chalklm installs; without a compiler, or with CHALKLM_PURE_PYTHON=1, generation uses the
+PyTorch step). It reads the weights and the cache in place: make a new one after the
+weights or the cache change (generation makes one per call).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+import torch
+
+from chalklm.config import ACTIVATIONS
+from chalklm.models import decode_weights
+
+try:
+    from chalklm.models import _decode
+except ImportError:  # not built: no C compiler when chalklm was installed
+    _decode = None
+
+# the layout `_decode.c` reads: its S_* names, in order
+SIZES = ("n_layer", "n_head", "n_embd", "n_hidden", "vocab", "max_len", "pos", "token",
+         "activation", "threads")
+POS, TOKEN = SIZES.index("pos"), SIZES.index("token")
+
+
+def applies(model, cache) -> bool:
+    """True where the C step computes what `model(ids, cache=cache)` computes."""
+    weight = model.token_embedding.weight
+    return (_decode is not None and os.environ.get("CHALKLM_PURE_PYTHON") != "1"
+            and weight.dtype == torch.float32
+            and weight.device.type == "cpu" and cache.batch == 1 and not cache.padded
+            and cache.keys.dtype == torch.float32)
+
+
+def threads() -> int:
+    """PyTorch's thread count, at most one per core this process may use: the C step's
+    threads wait for each other by spinning, which more threads than cores would stall."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(torch.get_num_threads(), cores or 1))
+
+
+HUGE_PAGE = 2 << 20
+
+
+def huge_page_buffer(numel: int) -> torch.Tensor:
+    """An empty float32 tensor in memory that asks Linux for 2 MB pages (madvise).
+
+    Read once a token, the weights stream through the memory; with 4 kB pages every 4 kB
+    costs an address translation and restarts the CPU's prefetcher, with 2 MB pages
+    almost none do (measured: 10-25% faster reads on the benchmark's model). Where the
+    system does not offer them, ordinary pages serve."""
+    # private and anonymous (not shared: shared memory has huge pages of its own, mostly off)
+    if not hasattr(mmap, "MAP_ANONYMOUS"):  # not Linux or macOS
+        return torch.empty(numel)
+    area = mmap.mmap(-1, numel * 4 + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        area.madvise(mmap.MADV_HUGEPAGE)
+    raw = torch.frombuffer(area, dtype=torch.uint8)  # keeps `area` alive
+    start = -raw.data_ptr() % HUGE_PAGE
+    return raw[start:start + numel * 4].view(torch.float32)
+
+
+def _products(model) -> list[tuple]:
+    """The layers of each product of a step, in `_decode.c`'s order (query, key and value
+    as one); each product's weight copy is (its outputs, inputs)."""
+    groups = []
+    for block in model.blocks:
+        attn, mlp = block.attn, block.mlp
+        groups += [(attn.query, attn.key, attn.value), (attn.proj,), (mlp.fc,), (mlp.proj,)]
+    return groups
+
+
+def weights(model) -> tuple[list, torch.Tensor]:
+    """Each product's weight copy, (outputs, inputs) row-major, and the output layer's
+    (vocab, n_embd), all in one huge-page buffer; kept on the model until a parameter
+    changes (checked as decode_weights checks its copies)."""
+    groups = _products(model)
+    output = model.token_embedding if model.lm_head is None else model.lm_head
+    params = [layer.weight for group in groups for layer in group] + [output.weight]
+    kept = model.__dict__.get("_fused_weights")
+    if kept is not None and decode_weights.unchanged(kept[0], params):
+        return kept[1], kept[2]
+    model.__dict__.pop("_fused_weights", None)  # free the old buffer before the new one
+    buffer = huge_page_buffer(sum(p.numel() for p in params))
+    copies, offset = [], 0
+    with torch.no_grad():
+        for group in groups:
+            rows = sum(layer.weight.shape[1] for layer in group)
+            copy = buffer[offset:offset + rows * group[0].weight.shape[0]].view(rows, -1)
+            torch.cat([layer.weight.t() for layer in group], out=copy)
+            copies.append(copy)
+            offset += copy.numel()
+        weight = output.weight if model.lm_head is None else output.weight.t()  # (vocab, C)
+        out = buffer[offset:offset + weight.numel()].view(weight.shape)
+        out.copy_(weight)
+    model.__dict__["_fused_weights"] = (decode_weights.fingerprint(params), copies, out)
+    return copies, out
+
+
+def _biases(group) -> torch.Tensor | None:
+    if group[0].bias is None:
+        return None
+    return torch.cat([layer.bias.detach() for layer in group])
+
+
+class FusedStep:
+    """`step(token) -> logits (1, vocab)`: one new token into `cache`, as the model computes."""
+
+    def __init__(self, model, cache):
+        if not applies(model, cache):
+            raise ValueError("the C step is for a float32 GPT on a CPU, one row, no padding")
+        c = model.config
+        if cache.max_len > c.block_size:
+            raise ValueError(f"a cache of {cache.max_len} columns is longer than the "
+                             f"model's {c.block_size} positions")
+        self.cache, self.eps = cache, float(model.ln_f.eps)
+        self.logits = torch.empty(c.vocab_size)
+        self.tensors = self._tensors(model)  # kept here: the C step reads them in place
+        self.pointers = np.array([0 if t is None else t.data_ptr() for t in self.tensors],
+                                 dtype=np.uint64)
+        hidden = model.blocks[0].mlp.fc.weight.shape[1]
+        self.sizes = np.array([c.n_layer, c.n_head, c.n_embd, hidden, c.vocab_size,
+                               cache.max_len, 0, 0, ACTIVATIONS.index(c.activation),
+                               threads()], dtype=np.int64)
+
+    def _tensors(self, model) -> list:
+        """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias."""
+        copies, output = weights(model)
+        groups = _products(model)
+        with torch.no_grad():
+            positions = model.positions(model.config.block_size).detach().contiguous()
+            tensors = [model.token_embedding.weight.detach(), positions, model.ln_f.scale,
+                       model.ln_f.bias, output, self.cache.keys, self.cache.values,
+                       self.logits]
+            for i, block in enumerate(model.blocks):
+                products = [(copies[4 * i + j], _biases(groups[4 * i + j])) for j in range(4)]
+                tensors += [block.ln_1.scale, block.ln_1.bias, *products[0], *products[1],
+                            block.ln_2.scale, block.ln_2.bias, *products[2], *products[3]]
+        for t in tensors:
+            if t is not None and not (t.is_contiguous() and t.dtype == torch.float32):
+                raise ValueError("the C step needs contiguous float32 tensors")
+        return tensors
+
+    def __call__(self, token: int) -> np.ndarray:
+        self.sizes[POS], self.sizes[TOKEN] = self.cache.length, token
+        _decode.step(self.pointers, self.sizes, self.eps)
+        self.cache.advance(1)
+        return self.logits.numpy()[None].copy()

@@ -1,0 +1,155 @@
+"""The one-token step in C (`_decode.c`, models/fused_step.py) computes what GPT.forward
+with a KV cache computes, and generation gives the same tokens with it as without it."""
+
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+
+from chalklm.config import GPTConfig
+from chalklm.generation import generate
+from chalklm.models import GPT, fused_step
+from chalklm.models.kv_cache import KVCache
+
+# These tests are of the C step itself: CHALKLM_PURE_PYTHON=1, if set, does not apply here.
+
+
+@pytest.fixture(autouse=True)
+def c_step_allowed(monkeypatch):
+    monkeypatch.delenv("CHALKLM_PURE_PYTHON", raising=False)
+
+
+def make_model(seed=0, **overrides) -> GPT:
+    """Random weights scaled up, so that the scores differ enough to pick clear tokens."""
+    config = dict(vocab_size=29, block_size=24, n_layer=2, n_head=4, n_embd=32)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**(config | overrides))).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8 if p.dim() > 1 else 1)
+    return model
+
+
+def test_the_extension_is_built():
+    """An install with a C compiler builds it; fast generation on a CPU needs it."""
+    assert fused_step._decode is not None, "chalklm.models._decode was not built"
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", ["gelu", "gelu_exact", "relu"])
+def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, activation):
+    model = make_model(positional=positional, tie_embeddings=tie, bias=bias,
+                       activation=activation)
+    ids = torch.randint(0, 29, (1, 24))
+    with torch.inference_mode():
+        full, _ = model(ids)
+        cache = KVCache(model.config, 1)
+        step = fused_step.FusedStep(model, cache)
+        for t in range(24):  # from the first token to the last position
+            got = step(int(ids[0, t]))
+            np.testing.assert_allclose(got[0], full[0, t].numpy(), atol=2e-5, rtol=2e-5)
+    assert cache.length == 24
+
+
+def test_one_thread_and_many_agree(monkeypatch):
+    model = make_model(n_embd=48, n_head=3)  # rows that do not split evenly
+    ids = torch.randint(0, 29, (12,)).tolist()
+    logits = {}
+    for n in (1, 2, 3, 5):
+        monkeypatch.setattr(fused_step, "threads", lambda n=n: n)
+        with torch.inference_mode():
+            step = fused_step.FusedStep(model, KVCache(model.config, 1))
+            logits[n] = np.stack([step(i)[0] for i in ids])
+    for n in (2, 3, 5):
+        np.testing.assert_allclose(logits[n], logits[1], atol=1e-5, rtol=1e-5)
+
+
+def test_it_applies_to_one_float32_row_on_a_cpu_only():
+    model = make_model()
+    assert fused_step.applies(model, KVCache(model.config, 1))
+    assert not fused_step.applies(model, KVCache(model.config, 2))
+    padded = KVCache(model.config, 1)
+    padded.reset(np.array([2]))
+    assert not fused_step.applies(model, padded)
+    assert not fused_step.applies(model.to(torch.bfloat16), KVCache(model.config, 1))
+
+
+def test_a_token_or_position_out_of_range_is_an_error_not_a_read_out_of_bounds():
+    model = make_model()
+    step = fused_step.FusedStep(model, KVCache(model.config, 1, max_len=3))
+    with pytest.raises(ValueError, match="out of range"):
+        step(29)
+    for token in (1, 2, 3):
+        step(token)
+    with pytest.raises(ValueError, match="out of range"):
+        step(4)  # the cache's 3 columns are full
+
+
+def greedy_and_sampled(model, prompt, n):
+    return (generate(model, prompt, n, temperature=0),
+            generate(model, prompt, n, temperature=1.0, top_k=5, seed=3))
+
+
+@pytest.mark.parametrize("prompt_length", [3, 20])  # token by token in C; in PyTorch
+def test_generation_gives_the_same_tokens_with_and_without_the_c_step(prompt_length,
+                                                                      monkeypatch):
+    """Past the context too: 40 new tokens slide the 24-position window."""
+    model = make_model(seed=1)
+    prompt = torch.randint(0, 29, (prompt_length,)).tolist()
+    with_c = greedy_and_sampled(model, prompt, 40)
+    monkeypatch.setattr(fused_step, "_decode", None)
+    assert greedy_and_sampled(model, prompt, 40) == with_c
+    assert len(set(with_c[0][0])) > 3  # not one token over and over
+
+
+def test_changed_weights_are_never_read_from_a_stale_copy(monkeypatch):
+    model = make_model(seed=2)
+    prompt = [1, 2, 3]
+    before = generate(model, prompt, 20, temperature=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 4)  # in place, as an optimizer step writes
+    after = generate(model, prompt, 20, temperature=0)
+    monkeypatch.setattr(fused_step, "_decode", None)
+    assert after == generate(model, prompt, 20, temperature=0) != before
+
+
+def test_the_weight_copies_use_one_buffer_and_are_kept_until_a_weight_changes():
+    model = make_model()
+    copies, output = fused_step.weights(model)
+    again, _ = fused_step.weights(model)
+    assert all(a is b for a, b in zip(copies, again))
+    attn = model.blocks[0].attn
+    torch.testing.assert_close(copies[0], torch.cat([attn.query.weight, attn.key.weight,
+                                                     attn.value.weight], dim=1).t())
+    assert output.data_ptr() == copies[-1].data_ptr() + copies[-1].numel() * 4
+    with torch.no_grad():
+        attn.key.weight.add_(1)
+    assert fused_step.weights(model)[0][0] is not copies[0]
+
+
+def test_huge_page_buffer_is_aligned_writable_and_sized():
+    buffer = fused_step.huge_page_buffer(1000)
+    assert buffer.numel() == 1000 and buffer.dtype == torch.float32
+    assert buffer.data_ptr() % fused_step.HUGE_PAGE == 0
+    buffer.fill_(2.0)
+    assert float(buffer.sum()) == 2000.0
+
+
+def _generate_in_child(queue):
+    queue.put(generate(make_model(seed=1), [1, 2, 3], 10, temperature=0))
+
+
+def test_a_forked_child_generates_after_the_parent_started_threads():
+    """The parent's worker threads do not exist in a forked child: it starts its own."""
+    parent = generate(make_model(seed=1), [1, 2, 3], 10, temperature=0)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_generate_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == parent
