@@ -38,7 +38,8 @@ MAX_ROWS = 16  # measured: at 32 rows the ordinary product catches up (small mod
 def applies(x: torch.Tensor) -> bool:
     """True for a few float32 rows on a CPU with gradients off (a decode step)."""
     return (
-        x.dtype == torch.float32
+        not _plain
+        and x.dtype == torch.float32
         and x.numel() <= MAX_ROWS * x.shape[-1]
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
@@ -76,6 +77,21 @@ def checked():
         yield
     finally:
         _checked = before
+
+
+_plain = False  # True inside `plain()`
+
+
+@contextmanager
+def plain():
+    """Inside, layers multiply as usual and make no copies: for a prompt read before
+    steps that keep their own copies (models/fused_step.py)."""
+    global _plain
+    before, _plain = _plain, True
+    try:
+        yield
+    finally:
+        _plain = before
 
 
 def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:
