@@ -117,11 +117,12 @@ static float dot(const float *restrict a, const float *restrict b, int64_t n)
     for (; i + 16 <= n; i += 16)
         for (int j = 0; j < 16; j++)
             partial[j] += a[i + j] * b[i + j];
-    float sum = 0;
+    for (int half = 8; half > 0; half /= 2) /* add the 16 sums pairwise: vector adds too */
+        for (int j = 0; j < half; j++)
+            partial[j] += partial[j + half];
+    float sum = partial[0];
     for (; i < n; i++)
         sum += a[i] * b[i];
-    for (int j = 0; j < 16; j++)
-        sum += partial[j];
     return sum;
 }
 
@@ -162,8 +163,12 @@ static void layer_norm(const float *x, const float *scale, const float *bias, in
 
 static float activate(float a, int64_t kind)
 {
-    if (kind == GELU_TANH) /* GPT-2's GELU: 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) */
-        return 0.5f * a * (1.0f + tanhf(0.7978845608f * (a + 0.044715f * a * a * a)));
+    if (kind == GELU_TANH) { /* GPT-2's GELU: 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) */
+        float u = 0.7978845608f * (a + 0.044715f * a * a * a);
+        /* 0.5 a (1 + tanh u) = a / (1 + e^-2u): one exp, cheaper than tanhf; where e^-2u
+           overflows to infinity the result is 0, as it should be */
+        return a / (1.0f + expf(-2.0f * u));
+    }
     if (kind == GELU_EXACT) /* a * Phi(a), Phi the normal distribution's CDF */
         return 0.5f * a * (1.0f + erff(a * 0.70710678f));
     return a > 0 ? a : 0;
