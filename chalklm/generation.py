@@ -300,16 +300,9 @@ class _TorchRunner(_CachedRunner):
 
     def _prompt(self, ids: np.ndarray) -> np.ndarray:
         """One row in fp32 on a CPU: the C step (models/fused_step.py) takes the tokens
-        after the prompt. It keeps its own weight copies, so the prompt's product is
-        PyTorch's own, with none (the C step reads every weight once per token, so a
-        prompt's tokens go faster together, through PyTorch)."""
-        from chalklm.models import decode_weights
-
+        after the prompt (the prompt's tokens go faster together, through PyTorch)."""
         self.fused = _fused_step(self.model, self.cache) if self.use_fused else None
-        if self.fused is None:
-            return self._run(ids)
-        with decode_weights.plain():
-            return self._run(ids)
+        return self._run(ids)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         from chalklm.models import decode_weights

@@ -9,7 +9,7 @@ import torch
 
 from chalklm.config import GPTConfig
 from chalklm.generation import generate
-from chalklm.models import GPT, fused_step
+from chalklm.models import GPT, decode_weights, fused_step
 from chalklm.models.kv_cache import KVCache
 
 # These tests are of the C step itself: CHALKLM_PURE_PYTHON=1, if set, does not apply here.
@@ -117,18 +117,25 @@ def test_changed_weights_are_never_read_from_a_stale_copy(monkeypatch):
     assert after == generate(model, prompt, 20, temperature=0) != before
 
 
-def test_the_weight_copies_use_one_buffer_and_are_kept_until_a_weight_changes():
+def test_the_weight_copies_use_one_buffer_shared_with_decode_weights():
+    """One copy of the weights, kept until a weight changes: the C step's copies are also
+    the ones the PyTorch step (and the prompt) read."""
     model = make_model()
-    copies, output = fused_step.weights(model)
+    products, output = fused_step.weights(model)
     again, _ = fused_step.weights(model)
-    assert all(a is b for a, b in zip(copies, again))
+    assert all(a[0] is b[0] for a, b in zip(products, again))
     attn = model.blocks[0].attn
-    torch.testing.assert_close(copies[0], torch.cat([attn.query.weight, attn.key.weight,
-                                                     attn.value.weight], dim=1).t())
-    assert output.data_ptr() == copies[-1].data_ptr() + copies[-1].numel() * 4
+    layers = (attn.query, attn.key, attn.value)
+    copy, bias = products[0]
+    torch.testing.assert_close(copy, torch.cat([layer.weight for layer in layers], 1).t())
+    assert decode_weights.packed(attn, layers)[0] is copy
+    assert decode_weights.packed(attn, layers)[1] is bias
+    last = products[-1][0]
+    assert output.data_ptr() == last.data_ptr() + last.numel() * 4  # one buffer
     with torch.no_grad():
         attn.key.weight.add_(1)
-    assert fused_step.weights(model)[0][0] is not copies[0]
+    assert fused_step.weights(model)[0][0][0] is not copy
+    assert decode_weights.packed(attn, layers)[0] is not copy
 
 
 def test_huge_page_buffer_is_aligned_writable_and_sized():

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -51,6 +52,7 @@ enum { S_N_LAYER, S_N_HEAD, S_N_EMBD, S_N_HIDDEN, S_VOCAB, S_MAX_LEN, S_POS, S_T
 enum { GELU_TANH, GELU_EXACT, RELU }; /* chalklm.config.ACTIVATIONS, in that order */
 
 #define MAX_THREADS 64
+#define IDLE_SPIN_US 200 /* how long an idle worker waits for the next step before sleeping */
 
 typedef struct {
     const float *const *p;  /* the pointers, as floats */
@@ -78,6 +80,13 @@ static struct {
     atomic_int sense;          /* flips each time every thread has reached the barrier */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
+
+static double microseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1e6 + now.tv_nsec / 1e3;
+}
 
 static void relax(long *spins)
 {
@@ -262,10 +271,12 @@ static void *worker(void *arg)
     int t = (int)(intptr_t)arg;
     unsigned seen = 0;
     for (;;) {
-        long spins = 0;
-        /* spin a little first: the next step usually comes within microseconds */
-        while (__atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE) == seen && spins < 200000)
-            relax(&spins);
+        /* Spin a little first: during generation the next step comes within tens of
+           microseconds. Then sleep: a spinning thread would slow everything else down. */
+        double until = microseconds() + IDLE_SPIN_US;
+        while (__atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE) == seen &&
+               microseconds() < until)
+            PAUSE();
         pthread_mutex_lock(&pool.lock);
         while (pool.generation == seen)
             pthread_cond_wait(&pool.wake, &pool.lock);

@@ -22,8 +22,8 @@ step runs eagerly and checks every copy, and the steps after it (compiled or not
 inside `checked()`, which reads the copies as they are. Within a call the weights do not
 change (the KV cache assumes as much).
 Everywhere else layers multiply as usual: in bf16 and for more rows the ordinary product
-is as fast or faster. Generating one sequence in float32 uses neither: the C step
-(models/fused_step.py) keeps copies of its own, and reads the prompt under `plain()`.
+is as fast or faster. Generating one sequence in float32, the C step (models/fused_step.py) reads
+the same copies, made by it in one buffer (`adopt`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ MAX_ROWS = 16  # measured: at 32 rows the ordinary product catches up (small mod
 def applies(x: torch.Tensor) -> bool:
     """True for a few float32 rows on a CPU with gradients off (a decode step)."""
     return (
-        not _plain
-        and x.dtype == torch.float32
+        x.dtype == torch.float32
         and x.numel() <= MAX_ROWS * x.shape[-1]
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
@@ -80,19 +79,12 @@ def checked():
         _checked = before
 
 
-_plain = False  # True inside `plain()`
-
-
-@contextmanager
-def plain():
-    """Inside, layers multiply as usual and make no copies: for a prompt read before
-    steps that keep their own copies (models/fused_step.py)."""
-    global _plain
-    before, _plain = _plain, True
-    try:
-        yield
-    finally:
-        _plain = before
+def adopt(owner: torch.nn.Module, layers, weight_t: torch.Tensor,
+          bias_column: torch.Tensor | None) -> None:
+    """Keep `weight_t` and `bias_column`, copies made elsewhere (models/fused_step.py makes
+    them all in one buffer), as `packed(owner, layers)`'s until a parameter changes."""
+    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+    owner.__dict__["_decode_weights"] = (fingerprint(params), weight_t, bias_column)
 
 
 def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -76,46 +76,47 @@ def huge_page_buffer(numel: int) -> torch.Tensor:
 
 
 def _products(model) -> list[tuple]:
-    """The layers of each product of a step, in `_decode.c`'s order (query, key and value
-    as one); each product's weight copy is (its outputs, inputs)."""
+    """Each product of a step as (owner, layers), in `_decode.c`'s order (query, key and
+    value as one, kept on the attention; the others on their layer)."""
     groups = []
     for block in model.blocks:
         attn, mlp = block.attn, block.mlp
-        groups += [(attn.query, attn.key, attn.value), (attn.proj,), (mlp.fc,), (mlp.proj,)]
+        groups += [(attn, (attn.query, attn.key, attn.value)), (attn.proj, (attn.proj,)),
+                   (mlp.fc, (mlp.fc,)), (mlp.proj, (mlp.proj,))]
     return groups
 
 
 def weights(model) -> tuple[list, torch.Tensor]:
-    """Each product's weight copy, (outputs, inputs) row-major, and the output layer's
-    (vocab, n_embd), all in one huge-page buffer; kept on the model until a parameter
-    changes (checked as decode_weights checks its copies)."""
+    """Each product's (weight copy, bias column or None), the copy (outputs, inputs)
+    row-major, and the output layer's (vocab, n_embd): all copies in one huge-page buffer,
+    kept on the model until a parameter changes (checked as decode_weights checks its
+    copies). Each product's copy is also decode_weights' copy for that layer (`adopt`):
+    PyTorch's steps, and the prompt, read the same numbers from the same memory."""
     groups = _products(model)
     output = model.token_embedding if model.lm_head is None else model.lm_head
-    params = [layer.weight for group in groups for layer in group] + [output.weight]
+    params = [p for _, layers in groups for layer in layers
+              for p in (layer.weight, layer.bias) if p is not None] + [output.weight]
     kept = model.__dict__.get("_fused_weights")
     if kept is not None and decode_weights.unchanged(kept[0], params):
         return kept[1], kept[2]
     model.__dict__.pop("_fused_weights", None)  # free the old buffer before the new one
-    buffer = huge_page_buffer(sum(p.numel() for p in params))
-    copies, offset = [], 0
+    buffer = huge_page_buffer(sum(p.numel() for p in params if p.dim() == 2))
+    products, offset = [], 0
     with torch.no_grad():
-        for group in groups:
-            rows = sum(layer.weight.shape[1] for layer in group)
-            copy = buffer[offset:offset + rows * group[0].weight.shape[0]].view(rows, -1)
-            torch.cat([layer.weight.t() for layer in group], out=copy)
-            copies.append(copy)
+        for owner, layers in groups:
+            rows = sum(layer.weight.shape[1] for layer in layers)
+            copy = buffer[offset:offset + rows * layers[0].weight.shape[0]].view(rows, -1)
+            torch.cat([layer.weight.t() for layer in layers], out=copy)
             offset += copy.numel()
+            bias = (None if layers[0].bias is None
+                    else torch.cat([layer.bias for layer in layers])[:, None])
+            decode_weights.adopt(owner, layers, copy, bias)
+            products.append((copy, bias))
         weight = output.weight if model.lm_head is None else output.weight.t()  # (vocab, C)
         out = buffer[offset:offset + weight.numel()].view(weight.shape)
         out.copy_(weight)
-    model.__dict__["_fused_weights"] = (decode_weights.fingerprint(params), copies, out)
-    return copies, out
-
-
-def _biases(group) -> torch.Tensor | None:
-    if group[0].bias is None:
-        return None
-    return torch.cat([layer.bias.detach() for layer in group])
+    model.__dict__["_fused_weights"] = (decode_weights.fingerprint(params), products, out)
+    return products, out
 
 
 class FusedStep:
@@ -140,17 +141,16 @@ class FusedStep:
 
     def _tensors(self, model) -> list:
         """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias."""
-        copies, output = weights(model)
-        groups = _products(model)
+        products, output = weights(model)
         with torch.no_grad():
             positions = model.positions(model.config.block_size).detach().contiguous()
             tensors = [model.token_embedding.weight.detach(), positions, model.ln_f.scale,
                        model.ln_f.bias, output, self.cache.keys, self.cache.values,
                        self.logits]
             for i, block in enumerate(model.blocks):
-                products = [(copies[4 * i + j], _biases(groups[4 * i + j])) for j in range(4)]
-                tensors += [block.ln_1.scale, block.ln_1.bias, *products[0], *products[1],
-                            block.ln_2.scale, block.ln_2.bias, *products[2], *products[3]]
+                qkv, proj, fc, mlp_proj = products[4 * i:4 * i + 4]
+                tensors += [block.ln_1.scale, block.ln_1.bias, *qkv, *proj,
+                            block.ln_2.scale, block.ln_2.bias, *fc, *mlp_proj]
         for t in tensors:
             if t is not None and not (t.is_contiguous() and t.dtype == torch.float32):
                 raise ValueError("the C step needs contiguous float32 tensors")
