@@ -17,9 +17,10 @@ repeat counts. Sides: chalklm as it generates by default (one sequence in float3
 token one call to C, models/fused_step.py), chalklm's PyTorch step (`eager`, as with
 CHALKLM_PURE_PYTHON=1), the same with compile=True (`compiled`: torch.compile of the
 one-token step; its compile time is reported, not counted), transformers.
-A last row, `floor`, only reads every weight matrix of the model once per token (sums
-it: no attention, no norms, no sampling): the speed of reading the weights through this
-machine's memory, which bounds any batch-1 decoder without speculation.
+A last row, `floor`, only reads every weight matrix of the model once per token with
+PyTorch (sums it: no attention, no norms, no sampling): the speed at which PyTorch reads
+the weights, which bounds a batch-1 decoder built from PyTorch operations. It is not the
+memory's own limit: the C step's loops (models/_decode.c) read faster than `sum` does.
 Reported: tokens/s (new tokens over the whole call, prompt included), time to first
 token, peak resident memory above the process's size before loading the model, and
 whether greedy tokens agree.
@@ -157,8 +158,8 @@ def chalklm_runner(spec, rows):
 
 def floor_runner(spec, rows):
     """Every weight matrix read once per token, and nothing else: each is summed (the
-    cheapest full read torch has, at this machine's memory speed). No batch-1 decoder
-    without speculation can go faster."""
+    cheapest full read torch has). No batch-1 decoder made of PyTorch operations can go
+    faster."""
     import torch
 
     import chalklm
@@ -290,7 +291,8 @@ def main() -> None:
                 floor = best(runs)
                 rows.append(dict(shape=shape, dtype=dtype, task="floor", chalklm=floor))
                 print(f"{shape:6} {dtype:9} floor   {floor['tokens_per_s']:7.1f} tok/s: every "
-                      f"weight read once per token, nothing else (the batch-1 bound)",
+                      f"weight read once per token by torch.sum, nothing else "
+                      f"(PyTorch's batch-1 bound)",
                       flush=True)
             if args.glass_tokens > 0:
                 glass = measure(dict(base, dtype="float32", task="greedy", side="glass",

@@ -143,17 +143,18 @@ class FusedStep:
         """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias."""
         products, output = weights(model)
         with torch.no_grad():
-            positions = model.positions(model.config.block_size).detach().contiguous()
-            tensors = [model.token_embedding.weight.detach(), positions, model.ln_f.scale,
+            positions = model.positions(model.config.block_size)
+            tensors = [model.token_embedding.weight, positions, model.ln_f.scale,
                        model.ln_f.bias, output, self.cache.keys, self.cache.values,
                        self.logits]
             for i, block in enumerate(model.blocks):
                 qkv, proj, fc, mlp_proj = products[4 * i:4 * i + 4]
                 tensors += [block.ln_1.scale, block.ln_1.bias, *qkv, *proj,
                             block.ln_2.scale, block.ln_2.bias, *fc, *mlp_proj]
-        for t in tensors:
-            if t is not None and not (t.is_contiguous() and t.dtype == torch.float32):
-                raise ValueError("the C step needs contiguous float32 tensors")
+        # contiguous: the C step walks each one as a plain array (no copy when it is one)
+        tensors = [t if t is None else t.detach().contiguous() for t in tensors]
+        if any(t is not None and t.dtype != torch.float32 for t in tensors):
+            raise ValueError("the C step reads float32 tensors only")
         return tensors
 
     def __call__(self, token: int) -> np.ndarray:
