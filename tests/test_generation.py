@@ -491,3 +491,16 @@ def test_a_finished_cache_is_freed_without_the_cycle_collector(models):
             assert gone() is None  # no reference cycle holds it (and its arrays)
     finally:
         gc.enable()
+
+
+def test_sample_into_a_closed_pipe_stops_quietly(checkpoint):
+    """`chalklm sample ... | head`: the reader leaves early; no traceback, status 141."""
+    command = [sys.executable, "-m", "chalklm", "sample", "--checkpoint", str(checkpoint),
+               "--prompt", "ab", "--max-new-tokens", "100000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout.read(20)
+        proc.stdout.close()
+        status = proc.wait(timeout=120)
+        error = proc.stderr.read().decode()
+    assert status == 141, error
+    assert "Traceback" not in error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from chalklm.errors import ChalkError
@@ -52,4 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("chalklm: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`chalklm sample ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command the pipe closed on
     sys.exit(status or 0)
