@@ -54,6 +54,18 @@ def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, act
     assert cache.length == 24
 
 
+@pytest.mark.parametrize("n_embd, n_head, vocab", [(36, 3, 7), (20, 5, 101)])
+def test_sizes_that_are_no_multiple_of_the_vector_width(n_embd, n_head, vocab):
+    """Rows of 36 or 20 numbers and heads of 12 or 4: the loops' leftovers count too."""
+    model = make_model(n_embd=n_embd, n_head=n_head, vocab_size=vocab)
+    ids = torch.randint(0, vocab, (1, 10))
+    with torch.inference_mode():
+        full, _ = model(ids)
+        step = fused_step.FusedStep(model, KVCache(model.config, 1))
+        got = np.stack([step(int(i))[0] for i in ids[0]])
+    np.testing.assert_allclose(got, full[0].numpy(), atol=2e-5, rtol=2e-5)
+
+
 def test_one_thread_and_many_agree(monkeypatch):
     model = make_model(n_embd=48, n_head=3)  # rows that do not split evenly
     ids = torch.randint(0, 29, (12,)).tolist()

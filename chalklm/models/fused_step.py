@@ -69,7 +69,10 @@ def huge_page_buffer(numel: int) -> torch.Tensor:
         return torch.empty(numel)
     area = mmap.mmap(-1, numel * 4 + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
-        area.madvise(mmap.MADV_HUGEPAGE)
+        try:
+            area.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # a kernel without transparent huge pages
+            pass
     raw = torch.frombuffer(area, dtype=torch.uint8)  # keeps `area` alive
     start = -raw.data_ptr() % HUGE_PAGE
     return raw[start:start + numel * 4].view(torch.float32)
