@@ -14,11 +14,12 @@
    only with a few hundred operator calls per token, each costing microseconds of
    dispatch, and its matrix-vector product reads at about half the memory's speed. Here
    every product is a loop of dot products over rows laid out one after another, split
-   between threads, and the whole step is one call (fused_step.py measures the gain).
+   between threads, and the whole step is one call (benchmarks/generation.py measures
+   the gain against the PyTorch step and against transformers).
 
    step(pointers, sizes, eps): `pointers` (uint64) and `sizes` (int64) are arrays built
    by fused_step.py; their layouts are the P_* and S_* names below. Every weight matrix
-   here is (outputs, inputs), row-major: decode_weights.packed's copies. A bias pointer
+   here is (outputs, inputs), row-major: the copies of fused_step.weights. A bias pointer
    may be 0 (bias=False). The keys and values are the KV cache's tensors, (n_layer, 1,
    n_head, max_len, head_size): the new token's key and value go to column `pos`. */
 
