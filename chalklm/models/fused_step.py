@@ -8,7 +8,7 @@ same step, the same arithmetic as `GPT.forward` with a KV cache, in one C call: 
 product a loop of dot products over the rows of row-major (outputs, inputs) weight
 copies (`weights`: one huge-page buffer, shared with decode_weights), split between
 threads. On the benchmark's 6-layer model (2 cores) that is 2.8-3x the tokens/s of the
-PyTorch step, and 5.1-5.4x transformers' (benchmarks/generation.py).
+PyTorch step, and 4.7-5.4x transformers' (benchmarks/generation.py).
 
 `FusedStep(model, cache)` applies (`applies`) to a chalklm GPT in float32 on a CPU, a
 cache of one row without padding, and a built `_decode` (the C file compiles when
