@@ -275,7 +275,7 @@ def _fused_step(model, cache):
 
 
 class _TorchRunner(_CachedRunner):
-    def __init__(self, model, compile: bool = False, fused: bool = True):
+    def __init__(self, model, compile: bool = False):
         import torch
 
         super().__init__(model)
@@ -284,7 +284,7 @@ class _TorchRunner(_CachedRunner):
         self.device, self.dtype = weight.device, weight.dtype
         self.one_token = _compiled_step(model) if compile else model
         self.checked = False  # whether this generation's first step has run (see `step`)
-        self.use_fused, self.fused = fused, None
+        self.fused = None  # the C step, where it applies (models/fused_step.py)
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
@@ -301,7 +301,7 @@ class _TorchRunner(_CachedRunner):
     def _prompt(self, ids: np.ndarray) -> np.ndarray:
         """One row in fp32 on a CPU: the C step (models/fused_step.py) takes the tokens
         after the prompt (the prompt's tokens go faster together, through PyTorch)."""
-        self.fused = _fused_step(self.model, self.cache) if self.use_fused else None
+        self.fused = _fused_step(self.model, self.cache)
         return self._run(ids)
 
     def step(self, ids: np.ndarray) -> np.ndarray:

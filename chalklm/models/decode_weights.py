@@ -56,10 +56,10 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     if torch.compiler.is_compiling():
         # Compiled code cannot check a copy: outside `checked()` it makes the copy in every
         # step (correct, but slow).
-        return _stacked(layers)
-    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+        return stacked(layers)
+    params = parameters(layers)
     if kept is None or not unchanged(kept[0], params):
-        kept = (fingerprint(params), *_stacked(layers))
+        kept = (fingerprint(params), *stacked(layers))
         owner.__dict__["_decode_weights"] = kept
     return kept[1], kept[2]
 
@@ -83,12 +83,19 @@ def adopt(owner: torch.nn.Module, layers, weight_t: torch.Tensor,
           bias_column: torch.Tensor | None) -> None:
     """Keep `weight_t` and `bias_column`, copies made elsewhere (models/fused_step.py makes
     them all in one buffer), as `packed(owner, layers)`'s until a parameter changes."""
-    params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
-    owner.__dict__["_decode_weights"] = (fingerprint(params), weight_t, bias_column)
+    owner.__dict__["_decode_weights"] = (fingerprint(parameters(layers)), weight_t, bias_column)
 
 
-def _stacked(layers) -> tuple[torch.Tensor, torch.Tensor | None]:
-    weight_t = torch.cat([layer.weight.detach().t() for layer in layers]).contiguous()
+def parameters(layers) -> list[torch.Tensor]:
+    """The layers' weights and biases: what a copy is made from, and checked against."""
+    return [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+
+
+def stacked(layers, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`packed`'s copy of the layers (outputs, inputs) and their bias column (or None); the
+    copy written into `out` when given (models/fused_step.py: memory of its own)."""
+    weights = [layer.weight.detach().t() for layer in layers]
+    weight_t = torch.cat(weights).contiguous() if out is None else torch.cat(weights, out=out)
     if layers[0].bias is None:
         return weight_t, None
     return weight_t, torch.cat([layer.bias.detach() for layer in layers])[:, None]

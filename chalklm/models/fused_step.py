@@ -98,8 +98,8 @@ def weights(model) -> tuple[list, torch.Tensor]:
     PyTorch's steps, and the prompt, read the same numbers from the same memory."""
     groups = _products(model)
     output = model.token_embedding if model.lm_head is None else model.lm_head
-    params = [p for _, layers in groups for layer in layers
-              for p in (layer.weight, layer.bias) if p is not None] + [output.weight]
+    params = [p for _, layers in groups for p in decode_weights.parameters(layers)]
+    params.append(output.weight)
     kept = model.__dict__.get("_fused_weights")
     if kept is not None and decode_weights.unchanged(kept[0], params):
         return kept[1], kept[2]
@@ -110,10 +110,8 @@ def weights(model) -> tuple[list, torch.Tensor]:
         for owner, layers in groups:
             rows = sum(layer.weight.shape[1] for layer in layers)
             copy = buffer[offset:offset + rows * layers[0].weight.shape[0]].view(rows, -1)
-            torch.cat([layer.weight.t() for layer in layers], out=copy)
+            copy, bias = decode_weights.stacked(layers, out=copy)
             offset += copy.numel()
-            bias = (None if layers[0].bias is None
-                    else torch.cat([layer.bias for layer in layers])[:, None])
             decode_weights.adopt(owner, layers, copy, bias)
             products.append((copy, bias))
         weight = output.weight if model.lm_head is None else output.weight.t()  # (vocab, C)
