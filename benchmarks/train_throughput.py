@@ -13,7 +13,9 @@ its trainer (TorchEngine.train_step), for HF the same with torch.optim.AdamW(fus
 Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
 bf16 autocast, each with its fused (sdpa) and its eager attention. Reports tokens/s (best
 round), the ratio to HF's best setting, and MFU against this machine's measured matmul
-rate in that dtype (6N + 12LHQT FLOPs per token).
+rate in that dtype (6N + 12LHQT FLOPs per token). chalklm's CPU engine tells glibc's
+malloc to keep freed memory (chalklm/training/memory.py); that is a setting of the process,
+so every side here, HF's included, runs with it.
 Writes benchmarks/results/train_throughput.json (with --activation gelu_exact:
 train_throughput_gelu_exact.json). Measure on an idle machine only.
 """

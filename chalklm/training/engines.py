@@ -76,8 +76,11 @@ class TorchEngine:
 
         from chalklm.models.compiling import compiled
         from chalklm.training.flat_parameters import FlatParameters
+        from chalklm.training.memory import keep_freed_memory
 
         self.device, self.dtype, self.dist, self.cfg = device, dtype, dist, cfg
+        if device == "cpu":
+            keep_freed_memory()  # see training/memory.py: no page faults step after step
         torch.manual_seed(cfg.seed)
         self.model = build(fused_attention_is_faster(device, dtype)).to(device)
         names = {p: n for n, p in self.model.named_parameters()}
