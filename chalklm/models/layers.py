@@ -185,7 +185,10 @@ class SelfAttention(nn.Module):
         # q / sqrt(hs) @ k.T: scaling q (T x hs numbers) costs less than scaling the T x T scores
         scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
         if mask is not None:
-            scores = torch.where(mask, scores, float("-inf"))
+            # + 0 where the mask allows, + (-inf) where it hides: the numbers of
+            # where(mask, scores, -inf), but torch.compile makes a cheaper softmax of it
+            # (measured: a 6-layer, 384-wide bf16 training step 453 -> 427 ms, 2 CPU cores)
+            scores = scores + torch.where(mask, 0.0, float("-inf")).to(scores.dtype)
         weights = dropout(torch.softmax(scores, dim=-1), p, self.training)
         return weights @ v
 
