@@ -15,7 +15,8 @@ bf16 autocast, each with its fused (sdpa) and its eager attention. Reports token
 round), the ratio to HF's best setting, and MFU against this machine's measured matmul
 rate in that dtype (6N + 12LHQT FLOPs per token). chalklm's CPU engine tells glibc's
 malloc to keep freed memory (chalklm/training/memory.py); that is a setting of the process,
-so every side here, HF's included, runs with it.
+so every side here, HF's included, runs with it. `--glibc-default-malloc` keeps glibc's
+defaults instead, for every side.
 Writes benchmarks/results/train_throughput.json (with --activation gelu_exact:
 train_throughput_gelu_exact.json). Measure on an idle machine only.
 """
@@ -141,16 +142,25 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--activation", choices=["gelu", "gelu_exact"], default="gelu",
                         help="the MLP's GELU on both sides: tanh form (GPT-2's) or erf form")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave malloc as glibc sets it (for every side), instead of the "
+                             "kept freed memory chalklm's engine asks for")
     args = parser.parse_args()
+    if args.glibc_default_malloc:
+        import chalklm.training.memory
+
+        chalklm.training.memory.keep_freed_memory = lambda: False
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(),
               "rounds": args.rounds, "steps": args.steps, "activation": args.activation,
+              "malloc": "glibc default" if args.glibc_default_malloc else "kept freed memory",
               "configs": {}}
     for name in args.configs.split(","):
         report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
                                         not args.no_compile, args.activation)
     suffix = "" if args.activation == "gelu" else f"_{args.activation}"
+    suffix += "_glibc_default_malloc" if args.glibc_default_malloc else ""
     out = Path(__file__).parent / "results" / f"train_throughput{suffix}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
