@@ -156,6 +156,7 @@ def main():
               "rounds": args.rounds, "steps": args.steps, "activation": args.activation,
               "malloc": "glibc default" if args.glibc_default_malloc else "kept freed memory",
               "configs": {}}
+    print(f"malloc: {report['malloc']} (every side)")
     for name in args.configs.split(","):
         report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
                                         not args.no_compile, args.activation)
