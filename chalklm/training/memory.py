@@ -31,10 +31,8 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int
 def keep_freed_memory() -> bool:
     """Ask glibc to serve requests up to 32 MiB from its heap and never shrink the heap.
     True when set; False where the C library is not glibc (nothing changes there)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.libc_ver()[0] != "glibc":
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the running process's own C library
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
                 and mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
