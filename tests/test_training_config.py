@@ -58,7 +58,11 @@ def test_unknown_key_error_lists_every_valid_key():
 @pytest.mark.parametrize("override,match", [
     ("n_head=5", "divisible"), ("dtype=fp8", "dtype must be one of"),
     ("batch_size=0", "batch_size must be above 0"), ("min_lr=1.0", "min_lr"),
-    ("time_budget=soon", "not a duration"),
+    ("time_budget=soon", "not a duration"), ("learning_rate=0", "learning_rate must be above 0"),
+    ("learning_rate=-1e-3", "learning_rate must be above 0"), ("beta1=1.5", r"beta1 must be in"),
+    ("beta2=-0.1", "beta2 must be in"), ("grad_clip=-1", "grad_clip must not be negative"),
+    ("warmup_steps=-5", "warmup_steps must not"), ("decay_steps=-1", "decay_steps must not"),
+    ("weight_decay=-0.1", "weight_decay must not"), ("sample_tokens=-1", "sample_tokens must not"),
 ])
 def test_bad_values_are_caught_before_training(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -25,13 +25,17 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, help="optimizer steps to run")
     p.add_argument("--time-budget", help="stop cleanly after this long, e.g. 5m, 300s, 1h")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"])
-    p.add_argument("--dtype", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"],
+                   help="where to train; auto: a CUDA GPU if PyTorch sees one, else the CPU")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "auto"],
+                   help="number format of the products (bf16 autocast keeps fp32 weights); "
+                        "auto: bf16 where the device computes it natively, else fp32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model")
     p.add_argument("--engine", choices=["torch", "scratch"],
                    help="torch (fast) or scratch (the NumPy glass box: slow but visible)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int,
+                   help="seeds the weights, the batches and dropout: same seed, same run")
     pairs = p.add_argument_group("translation configs: aligned text files, one sentence a line")
     pairs.add_argument("--src", metavar="FILE", help="source sentences (e.g. German)")
     pairs.add_argument("--tgt", metavar="FILE", help="their translations, line by line")
@@ -63,9 +67,12 @@ def run(args) -> int:
     trainer = Trainer(model_keys, cfg, resume=args.resume)
     summary = trainer.run()
     if trainer.dist.is_main:
-        print(f"\n--- sample ---\n{summary.pop('sample', '')}\n---")
+        sample = summary.pop("sample", "")
+        if sample:
+            print(f"\n--- sample ---\n{sample}\n---")
         print(f"step {summary['step']}: validation loss {summary['val_loss']:.4f} "
               f"(best {summary['best_val_loss']:.4f}) after {summary['train_seconds']:.0f}s "
               f"on {summary['device']} {summary['dtype']}, stopped by {summary['stopped_by']}")
-        print(f"run folder: {cfg.out} (best/, last/, metrics.jsonl, loss.png, sample.txt)")
+        written = "best/, last/, metrics.jsonl, loss.png" + (", sample.txt" if sample else "")
+        print(f"run folder: {cfg.out} ({written})")
     return 0

@@ -53,7 +53,7 @@ class TrainConfig:
     eval_interval: int = 500  # steps between full validation passes
     log_interval: int = 10
     eval_batch_size: int = 64
-    sample_tokens: int = 500  # text sampled at the end of training
+    sample_tokens: int = 500  # text sampled at the end of training; 0 = none
 
     def __post_init__(self):
         self.time_budget = parse_duration(self.time_budget)
@@ -67,8 +67,16 @@ class TrainConfig:
                     "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be above 0, got {getattr(self, key)}")
+        for key in ("warmup_steps", "decay_steps", "weight_decay", "grad_clip", "sample_tokens"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be above 0, got {self.learning_rate}")
         if not 0 <= self.min_lr <= self.learning_rate:
             raise ConfigError(f"min_lr must be in [0, learning_rate], got {self.min_lr}")
+        for key in ("beta1", "beta2"):  # AdamW's moving averages: 0 forgets at once, 1 never
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
 
 
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))

@@ -308,7 +308,7 @@ class Trainer:
         if self.dist.is_main:
             self.metrics.write({"step": self.step, "val_loss": val})
             plot_losses(self.metrics.read(), self.out / "loss.png")
-            summary["sample"] = self._sample()
+            summary["sample"] = self._sample() if self.cfg.sample_tokens else ""
         self.dist.barrier()
         self.dist.close()
         return summary
