@@ -21,6 +21,16 @@ class TokenizerError(ChalkError, ValueError):
     """Text or ids the tokenizer cannot handle, or a malformed tokenizer file."""
 
 
+class UnknownCharacterError(TokenizerError):
+    """Text holding a character the (character-level) vocabulary lacks. `problem` says which
+    and where; the message adds how a Python caller can replace it, and a command adds its
+    own advice to `problem` instead."""
+
+    def __init__(self, problem: str, hint: str):
+        super().__init__(f"{problem}; {hint}")
+        self.problem = problem
+
+
 class CheckpointError(ChalkError):
     """A checkpoint folder is missing, incomplete, or corrupt."""
 

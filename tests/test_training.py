@@ -161,6 +161,8 @@ def test_sample_cli(tiny, tmp_path, capsys):
     assert run_cli(argv[:3] + ["--prompt", "caf\u00e9 \u2603"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search("not in the vocabulary", err)
+    assert "--prompt" in err and "unknown=" not in err  # the command's advice, not the API's
+    assert run_cli(argv[:3] + ["--prompt", "RO", "--max-new-tokens", "3", "--dtype", "bf16"]) == 0
 
 
 def test_batches_are_shifted_windows_fixed_by_seed_and_index():

@@ -7,6 +7,7 @@ candidates after softmax with their chances (the article's softmax at work).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -23,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--prompt", default="",
                    help="text to continue (default: none; generation then starts from the "
                         "tokenizer's <|endoftext|> token if it has one, else a newline)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=300)
+    p.add_argument("--max-new-tokens", type=positive_int, default=300,
+                   help="tokens to generate after the prompt (default: %(default)s)")
     p.add_argument("--temperature", type=non_negative_float, default=0.8,
                    help="0 = greedy; higher = more random (default: %(default)s)")
     p.add_argument("--top-k", type=positive_int, default=None,
@@ -36,12 +38,17 @@ def register(subparsers) -> None:
                    help="above 1 discourages tokens already in the text (default: 1, none)")
     p.add_argument("--stop", action="append", default=None, metavar="TEXT",
                    help="end a sample when it writes TEXT (not printed); may be repeated")
-    p.add_argument("--num-samples", type=positive_int, default=1)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--engine", choices=["torch", "scratch"], default="torch")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="the fast engine's number type (default: %(default)s)")
+    p.add_argument("--num-samples", type=positive_int, default=1,
+                   help="independent continuations of the same prompt (default: 1)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the random choices: same seed, same text")
+    p.add_argument("--engine", choices=["torch", "scratch"], default="torch",
+                   help="torch (fast) or scratch (the NumPy glass box) (default: torch)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                   help="auto: a CUDA GPU if PyTorch sees one, else the CPU")
+    p.add_argument("--dtype", type=_dtype, default="float32",
+                   help="the fast engine's number type: float32 (fp32), bfloat16 (bf16) or "
+                        "float16 (fp16) (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true",
                    help="re-read the whole text at every step instead of using the KV cache")
     p.add_argument("--compile", action="store_true",
@@ -52,6 +59,18 @@ def register(subparsers) -> None:
                    help="for each new token, print the top N candidates after softmax "
                         f"(default N: {DEFAULT_CANDIDATES})")
     p.set_defaults(func=run)
+
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _dtype(text: str) -> str:
+    """float32, bfloat16, float16, or the short names `chalklm train` uses."""
+    name = _DTYPES.get(text, text)
+    if name not in _DTYPES.values():
+        raise argparse.ArgumentTypeError(f"expected one of float32 (fp32), bfloat16 (bf16), "
+                                         f"float16 (fp16), got {text!r}")
+    return name
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, str | None]:
@@ -101,7 +120,7 @@ def _top(probs, tokenizer, n: int) -> list[tuple[str, float]]:
 
 
 def run(args) -> int:
-    from chalklm.errors import ConfigError
+    from chalklm.errors import ConfigError, TokenizerError, UnknownCharacterError
     from chalklm.generation import Controls, beginning, load, stream
 
     Controls(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)
@@ -109,7 +128,11 @@ def run(args) -> int:
     if tokenizer is None:
         raise ConfigError(f"{args.checkpoint}: no tokenizer.json, so no way to read the prompt "
                           "or write text; use chalklm.generate with ids instead")
-    prompt_ids = tokenizer.encode(args.prompt)  # an unknown character: one clear line
+    try:
+        prompt_ids = tokenizer.encode(args.prompt)
+    except UnknownCharacterError as error:  # one clear line, in the terms of this command
+        raise TokenizerError(f"--prompt: {error.problem}; the model has no token for it: "
+                             "leave it out of the prompt") from None
     start = None
     if not prompt_ids:
         start = beginning(tokenizer)[1]

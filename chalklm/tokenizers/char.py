@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from chalklm.errors import TokenizerError
+from chalklm.errors import TokenizerError, UnknownCharacterError
 from chalklm.tokenizers.base import Tokenizer
 
 FORMAT_VERSION = 1
@@ -50,10 +50,10 @@ class CharTokenizer(Tokenizer):
             pass
         if unknown is None:
             position, ch = next((i, c) for i, c in enumerate(text) if c not in stoi)
-            raise TokenizerError(
+            raise UnknownCharacterError(
                 f"character {ch!r} (U+{ord(ch):04X}) at position {position} is not in the "
-                f"vocabulary of {self.vocab_size} characters; pass unknown=<a vocabulary "
-                "character> to replace such characters"
+                f"vocabulary of {self.vocab_size} characters",
+                "pass unknown=<a vocabulary character> to replace such characters",
             )
         if unknown not in stoi:
             raise TokenizerError(f"unknown={unknown!r} is not itself in the vocabulary")
