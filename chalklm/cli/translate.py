@@ -27,7 +27,8 @@ def _decoding_options(p) -> None:
                    help="sentences decoded together (default: %(default)s)")
     p.add_argument("--engine", choices=["torch", "scratch"], default="torch",
                    help="torch (fast) or scratch (the glass box, slow)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                   help="auto: a CUDA GPU if PyTorch sees one, else the CPU")
 
 
 def register(subparsers) -> None:
