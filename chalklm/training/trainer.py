@@ -256,7 +256,7 @@ class Trainer:
                       file=sys.stderr)
         if self.cfg.time_budget:
             return tqdm(total=round(self.cfg.time_budget), initial=self.elapsed, unit="s",
-                        bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{postfix}]", **common)
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total}s{postfix}", **common)
         return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", **common)
 
     def learning_rate(self) -> float:
@@ -273,8 +273,9 @@ class Trainer:
         if not self.cfg.time_budget and self.step:
             left = self.elapsed / self.step * (self.cfg.max_steps - self.step)
         mfu = f" mfu {100 * r['mfu']:.0f}%" if r.get("mfu") is not None else ""
+        left = f"{left:.0f}s" if left < 120 else f"{left / 60:.1f}m"
         return (f"step {self.step} loss {r['train_loss']:.3f} {r['tokens_per_s']:,} tok/s{mfu} "
-                f"left {left / 60:.1f}m")
+                f"left {left}")
 
     def _eval_and_save(self, record: dict) -> dict:
         started = time.perf_counter()
