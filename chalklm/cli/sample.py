@@ -120,14 +120,56 @@ def _top(probs, tokenizer, n: int) -> list[tuple[str, float]]:
 
 
 def run(args) -> int:
-    from chalklm.errors import ConfigError, TokenizerError, UnknownCharacterError
-    from chalklm.generation import Controls, beginning, load, stream
+    from chalklm.errors import ConfigError
+    from chalklm.generation import Controls, load, stream
 
     Controls(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)
     model, tokenizer = load(args.checkpoint, args.engine, args.device, args.dtype)
     if tokenizer is None:
         raise ConfigError(f"{args.checkpoint}: no tokenizer.json, so no way to read the prompt "
                           "or write text; use chalklm.generate with ids instead")
+    prompt_ids, start = _prompt(args, tokenizer)
+    stop = args.stop or []
+    steps = stream(model, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                   repetition_penalty=args.repetition_penalty, seed=args.seed, stop=stop,
+                   num_samples=args.num_samples, tokenizer=tokenizer,
+                   use_cache=not args.no_cache, probs=args.show_probs is not None,
+                   compile=args.compile)
+    live = args.num_samples == 1 and not args.json
+    printer = TextStream(tokenizer, stop) if live and args.show_probs is None else None
+    if printer is not None:
+        sys.stdout.write(args.prompt)
+    elif args.show_probs is not None and not args.json:
+        print(f"each new token, then the {args.show_probs} likeliest candidates after "
+              f"softmax (temperature {args.temperature}):")
+    samples, tops, timing = _collect(steps, args, tokenizer, printer)
+    if printer is not None:
+        printer.finish()
+        return 0
+    results = []
+    for ids, top in zip(samples, tops):
+        text, stopped_by = _cut_at_stop(tokenizer.decode(ids), stop)
+        result = {"text": text, "ids": ids, "stopped_by": stopped_by}
+        if args.show_probs is not None:
+            result["top"] = top
+        results.append(result)
+    if args.json:
+        print(json.dumps(_json_report(args, start, prompt_ids, stop, results, timing),
+                         ensure_ascii=False))
+        return 0
+    for i, result in enumerate(results):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(args.prompt + result["text"])
+    return 0
+
+
+def _prompt(args, tokenizer) -> tuple[list[int], str | None]:
+    """The prompt's ids, and what generation starts from when the prompt is empty."""
+    from chalklm.errors import TokenizerError, UnknownCharacterError
+    from chalklm.generation import beginning
+
     try:
         prompt_ids = tokenizer.encode(args.prompt)
     except UnknownCharacterError as error:  # one clear line, in the terms of this command
@@ -138,22 +180,14 @@ def run(args) -> int:
         start = beginning(tokenizer)[1]
         if not args.json:
             print(f"(empty prompt: starting from {start})", file=sys.stderr)
-    stop = args.stop or []
-    steps = stream(model, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                   repetition_penalty=args.repetition_penalty, seed=args.seed, stop=stop,
-                   num_samples=args.num_samples, tokenizer=tokenizer,
-                   use_cache=not args.no_cache, probs=args.show_probs is not None,
-                   compile=args.compile)
+    return prompt_ids, start
+
+
+def _collect(steps, args, tokenizer, printer):
+    """Run generation: each row's new ids, each row's top candidates (with --show-probs,
+    printed as they come unless --json), and (seconds, seconds to the first token)."""
     samples = [[] for _ in range(args.num_samples)]
     tops = [[] for _ in range(args.num_samples)]
-    live = args.num_samples == 1 and not args.json
-    printer = TextStream(tokenizer, stop) if live and args.show_probs is None else None
-    if printer is not None:
-        sys.stdout.write(args.prompt)
-    elif args.show_probs is not None and not args.json:
-        print(f"each new token, then the {args.show_probs} likeliest candidates after "
-              f"softmax (temperature {args.temperature}):")
     started = time.perf_counter()
     first_token_s = None
     for step in steps:
@@ -171,33 +205,20 @@ def run(args) -> int:
                     tag = f"[{b + 1}] " if args.num_samples > 1 else ""
                     cands = "  ".join(f"{t!r} {p:6.1%}" for t, p in top)
                     print(f"{tag}{tokenizer.decode([token])!r:>8}  <-  {cands}")
-    seconds = time.perf_counter() - started
-    if printer is not None:
-        printer.finish()
-        return 0
-    results = []
-    for ids, top in zip(samples, tops):
-        text, stopped_by = _cut_at_stop(tokenizer.decode(ids), stop)
-        result = {"text": text, "ids": ids, "stopped_by": stopped_by}
-        if args.show_probs is not None:
-            result["top"] = top
-        results.append(result)
-    if args.json:
-        n = sum(len(s) for s in samples)
-        print(json.dumps({
-            "checkpoint": str(args.checkpoint), "engine": args.engine, "prompt": args.prompt,
-            "start": start, "prompt_ids": prompt_ids,
-            "controls": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-                         "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
-                         "repetition_penalty": args.repetition_penalty, "seed": args.seed,
-                         "stop": stop, "num_samples": args.num_samples},
-            "samples": results, "new_tokens": n, "seconds": round(seconds, 4),
-            "first_token_seconds": round(first_token_s or 0.0, 4),
-            "tokens_per_second": round(n / seconds, 1) if seconds > 0 else None,
-        }, ensure_ascii=False))
-        return 0
-    for i, result in enumerate(results):
-        if args.num_samples > 1:
-            print(f"--- sample {i + 1} ---")
-        print(args.prompt + result["text"])
-    return 0
+    return samples, tops, (time.perf_counter() - started, first_token_s or 0.0)
+
+
+def _json_report(args, start, prompt_ids, stop, results, timing) -> dict:
+    seconds, first_token_s = timing
+    n = sum(len(r["ids"]) for r in results)
+    return {
+        "checkpoint": str(args.checkpoint), "engine": args.engine, "prompt": args.prompt,
+        "start": start, "prompt_ids": prompt_ids,
+        "controls": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                     "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
+                     "repetition_penalty": args.repetition_penalty, "seed": args.seed,
+                     "stop": stop, "num_samples": args.num_samples},
+        "samples": results, "new_tokens": n, "seconds": round(seconds, 4),
+        "first_token_seconds": round(first_token_s, 4),
+        "tokens_per_second": round(n / seconds, 1) if seconds > 0 else None,
+    }
