@@ -88,6 +88,16 @@ def test_resume_continues_exactly(tiny, tmp_path):
     assert len((tmp_path / "straight" / "sample.txt").read_text()) > 20
 
 
+def test_resume_with_other_batches_per_step_says_so(tiny, capsys):
+    assert run_cli(tiny("run", "--max-steps", "4", "--set", "sample_tokens=0")) == 0
+    capsys.readouterr()
+    assert run_cli(tiny("run", "--max-steps", "6", "--resume", "--set", "sample_tokens=0")) == 0
+    assert "micro-batch" not in capsys.readouterr().err  # the same: continues exactly
+    assert run_cli(tiny("run", "--max-steps", "8", "--resume", "--set", "grad_accum=3",
+                        "--set", "sample_tokens=0")) == 0  # the tiny config accumulates 2
+    assert "took 2 micro-batch(es) a step" in capsys.readouterr().err
+
+
 def test_loss_falls_and_metrics_are_complete(tiny, tmp_path):
     assert run_cli(tiny("run", "--max-steps", "60", "--set", "eval_interval=30",
                         "--set", "learning_rate=1e-2", "--set", "decay_steps=0",

@@ -165,6 +165,20 @@ class Trainer:
         self.cfg.seed = state["seed"]  # the batches to come depend on the run's own seed
         if self.dist.is_main:
             self.metrics.truncate_after(self.step)
+            self._warn_if_batches_differ(state.get("batches_drawn"))
+
+    def _warn_if_batches_differ(self, drawn) -> None:
+        """A run saved by N processes x accumulation A continues exactly only with the same
+        N x A: each step draws N x A micro-batches, so another product means other batches
+        and another number of tokens per step. Allowed (a run may move to more GPUs), but
+        said."""
+        per_step = self.cfg.grad_accum * self.dist.world_size
+        if drawn is None or drawn == self.step * per_step:
+            return
+        before = drawn // max(1, self.step)
+        print(f"note: up to step {self.step} this run took {before} micro-batch(es) a step "
+              f"(processes x grad_accum); it now takes {per_step}, so the steps from here "
+              "differ from an uninterrupted run's", file=sys.stderr)
 
     # ---- the loop ------------------------------------------------------------------
 
