@@ -15,10 +15,13 @@ bf16 autocast, each with its fused (sdpa) and its eager attention. Reports token
 round), the ratio to HF's best setting, and MFU against this machine's measured matmul
 rate in that dtype (6N + 12LHQT FLOPs per token). chalklm's CPU engine tells glibc's
 malloc to keep freed memory (chalklm/training/memory.py); that is a setting of the process,
-so every side here, HF's included, runs with it. `--glibc-default-malloc` keeps glibc's
-defaults instead, for every side.
+so by default every side here, HF's included, runs with it (the stricter comparison).
+`--glibc-default-malloc` keeps glibc's defaults instead, for every side.
+`--hf-own-process` measures HF as it runs by itself: its settings run in a fresh interpreter
+with glibc's defaults, their rounds taking turns with chalklm's (which keep the setting).
 Writes benchmarks/results/train_throughput.json (with --activation gelu_exact:
-train_throughput_gelu_exact.json). Measure on an idle machine only.
+train_throughput_gelu_exact.json; the two malloc options add their own suffix). Measure on
+an idle machine only.
 """
 
 from __future__ import annotations
@@ -93,29 +96,101 @@ def flops_per_token(layers, heads, width, context, vocab) -> float:
     return 6 * n + 12 * layers * width * context
 
 
-def bench(name, shape, rounds, steps, compile_, activation):
+def same_batch(shape):
+    """The benchmark's one batch: the same numbers in every process."""
     layers, heads, width, context, batch, vocab = shape
     torch.manual_seed(0)
-    x = torch.randint(0, vocab, (batch, context))
-    y = torch.randint(0, vocab, (batch, context))
+    return torch.randint(0, vocab, (batch, context)), torch.randint(0, vocab, (batch, context))
+
+
+def chalklm_settings(shape, compile_, activation) -> dict:
+    layers, heads, width, context, batch, vocab = shape
+    return {f"chalklm {dtype}{' compile' if comp else ''}": chalklm_step(
+                layers, heads, width, context, vocab, dtype, comp, activation)
+            for dtype in ("fp32", "bf16") for comp in ([False, True] if compile_ else [False])}
+
+
+def hf_settings(shape, activation) -> dict:
+    """HF at its best: fp32 and bf16, each with both of its attention paths."""
+    layers, heads, width, context, batch, vocab = shape
     settings = {}
     for dtype in ("fp32", "bf16"):
-        for comp in ([False, True] if compile_ else [False]):
-            settings[f"chalklm {dtype}{' compile' if comp else ''}"] = chalklm_step(
-                layers, heads, width, context, vocab, dtype, comp, activation)
-        for attention in ("sdpa", "eager"):  # HF at its best: both of its attention paths
+        for attention in ("sdpa", "eager"):
             model, fn = hf_model(layers, heads, width, context, vocab, attention, activation)
             settings[f"hf {dtype} {attention}"] = make_step(model, fn, dtype)
+    return settings
+
+
+def time_round(settings: dict, x, y, steps: int) -> dict:
+    """Seconds per step of each setting, over `steps` steps."""
+    seconds = {}
+    for label, step in settings.items():
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(x, y)
+        seconds[label] = (time.perf_counter() - start) / steps
+    return seconds
+
+
+def warm_up(settings: dict, x, y) -> None:
     for step in settings.values():  # warm up (and compile) outside the timing
         for _ in range(3):
             step(x, y)
-    best = {label: float("inf") for label in settings}
+
+
+def _hf_worker(conn, shape, activation, threads) -> None:
+    """HF's settings in their own interpreter: times a round each time it is asked to."""
+    if threads:
+        torch.set_num_threads(threads)
+    x, y = same_batch(shape)
+    settings = hf_settings(shape, activation)
+    warm_up(settings, x, y)
+    conn.send("ready")
+    while (steps := conn.recv()) is not None:
+        conn.send(time_round(settings, x, y, steps))
+
+
+class OwnProcess:
+    """Runs HF's settings in a fresh interpreter (glibc's malloc defaults, as HF runs by
+    itself); `round(steps)` times one round there while this process waits."""
+
+    def __init__(self, shape, activation, threads):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_hf_worker,
+                                       args=(child, shape, activation, threads))
+        self.process.start()
+        assert self.conn.recv() == "ready"
+
+    def round(self, steps: int) -> dict:
+        self.conn.send(steps)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
+def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False,
+          threads=None):
+    layers, heads, width, context, batch, vocab = shape
+    x, y = same_batch(shape)
+    settings = chalklm_settings(shape, compile_, activation)
+    remote = OwnProcess(shape, activation, threads) if hf_own_process else None
+    if remote is None:
+        settings.update(hf_settings(shape, activation))
+    warm_up(settings, x, y)
+    best = {}
     for _ in range(rounds):
-        for label, step in settings.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(x, y)
-            best[label] = min(best[label], (time.perf_counter() - start) / steps)
+        seconds = time_round(settings, x, y, steps)
+        if remote is not None:
+            seconds.update(remote.round(steps))
+        for label, s in seconds.items():
+            best[label] = min(best.get(label, float("inf")), s)
+    if remote is not None:
+        remote.close()
     fpt = flops_per_token(layers, heads, width, context, vocab)
     peaks = {d: measured_peak_flops("cpu", d) for d in ("fp32", "bf16")}
     rows = {}
@@ -133,6 +208,14 @@ def bench(name, shape, rounds, steps, compile_, activation):
     return {"shape": shape, "results": rows, "peak_flops": peaks}
 
 
+# (--glibc-default-malloc, --hf-own-process) -> what each side ran with
+MALLOC = {
+    (False, False): "kept freed memory, every side (HF in the same process)",
+    (True, False): "glibc defaults, every side",
+    (False, True): "chalklm: kept freed memory; HF: its own process, glibc defaults",
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="small,large")
@@ -145,7 +228,12 @@ def main():
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="leave malloc as glibc sets it (for every side), instead of the "
                              "kept freed memory chalklm's engine asks for")
+    parser.add_argument("--hf-own-process", action="store_true",
+                        help="measure HF as it runs by itself: in a fresh interpreter with "
+                             "glibc's malloc defaults, rounds taking turns with chalklm's")
     args = parser.parse_args()
+    if args.glibc_default_malloc and args.hf_own_process:
+        parser.error("--glibc-default-malloc and --hf-own-process: choose one")
     if args.glibc_default_malloc:
         import chalklm.training.memory
 
@@ -154,14 +242,16 @@ def main():
         torch.set_num_threads(args.threads)
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(),
               "rounds": args.rounds, "steps": args.steps, "activation": args.activation,
-              "malloc": "glibc default" if args.glibc_default_malloc else "kept freed memory",
+              "malloc": MALLOC[args.glibc_default_malloc, args.hf_own_process],
               "configs": {}}
-    print(f"malloc: {report['malloc']} (every side)")
+    print(f"malloc: {report['malloc']}")
     for name in args.configs.split(","):
         report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
-                                        not args.no_compile, args.activation)
+                                        not args.no_compile, args.activation,
+                                        args.hf_own_process, args.threads)
     suffix = "" if args.activation == "gelu" else f"_{args.activation}"
     suffix += "_glibc_default_malloc" if args.glibc_default_malloc else ""
+    suffix += "_hf_own_process" if args.hf_own_process else ""
     out = Path(__file__).parent / "results" / f"train_throughput{suffix}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
