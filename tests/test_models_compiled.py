@@ -38,3 +38,35 @@ def test_compiled_gpt_loss_and_gradients_equal_eager():
     torch.testing.assert_close(fast[1], eager[1], rtol=0, atol=1e-5)
     for name, grad in eager[2].items():
         torch.testing.assert_close(fast[2][name], grad, rtol=0, atol=1e-5, msg=name)
+
+
+def _engine(compile_: bool):
+    from chalklm.training.config import TrainConfig
+    from chalklm.training.distributed import Distributed
+    from chalklm.training.engines import TorchEngine
+
+    config = GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    return TorchEngine(config, TrainConfig(dtype="fp32", compile=compile_), "cpu", "fp32",
+                       Distributed())
+
+
+def test_engine_compiles_when_asked_and_says_the_first_steps_take_longer(capsys):
+    engine = _engine(True)
+    assert engine.train_model is not engine.model
+    assert "compiling the model" in capsys.readouterr().err
+    eager = _engine(False)
+    assert eager.train_model is eager.model
+    assert "compiling" not in capsys.readouterr().err
+
+
+def test_without_a_cpp_compiler_the_engine_trains_eager_and_says_why(monkeypatch, capsys):
+    import torch._inductor.config as inductor_config
+
+    from chalklm.models.compiling import unavailable
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    assert "needs a C++ compiler" in unavailable("cpu")
+    engine = _engine(True)
+    assert engine.train_model is engine.model
+    err = capsys.readouterr().err
+    assert "needs a C++ compiler" in err and "training without it" in err

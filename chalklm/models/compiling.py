@@ -14,6 +14,24 @@ from __future__ import annotations
 INDUCTOR_OPTIONS = {"cpp.use_decompose_tanh": True}
 
 
+def unavailable(device: str) -> str | None:
+    """Why torch.compile cannot run on `device`, or None when it can. Inductor writes C++
+    for a CPU, which needs a C++ compiler (g++ or clang++; $CXX names another), and Triton
+    for a GPU."""
+    if device.startswith("cuda"):
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "torch.compile on a GPU needs Triton (not installed)"
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # inductor's own "no compiler" error, or a broken one
+        return ("torch.compile on a CPU needs a C++ compiler (g++ or clang++, or one named "
+                "by $CXX), and none was found")
+    return None
+
+
 def compiled(fn, **kwargs):
     """`torch.compile(fn, **kwargs)` with INDUCTOR_OPTIONS."""
     import torch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
 from contextlib import nullcontext
 
 import numpy as np
@@ -86,7 +87,7 @@ class TorchEngine:
         names = {p: n for n, p in self.model.named_parameters()}
         groups = [g for g in decay_groups(self.model.named_parameters()) if g["params"]]
         self.flat = FlatParameters([g["params"] for g in groups], names)
-        self.train_model = compiled(self.model) if cfg.compile else self.model
+        self.train_model = compiled(self.model) if self._compiles(cfg, device) else self.model
         if wrap is not None:
             self.train_model = wrap(self.train_model)
         if dist.enabled:
@@ -101,6 +102,19 @@ class TorchEngine:
                                            betas=(cfg.beta1, cfg.beta2), eps=adam_eps,
                                            fused=True)
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs across processes
+
+    def _compiles(self, cfg, device: str) -> bool:
+        """Whether to compile: when asked and possible here. The main process says which."""
+        from chalklm.models.compiling import unavailable
+
+        if not cfg.compile:
+            return False
+        reason = unavailable(device)
+        if self.dist.is_main:
+            print(f"note: {reason}; training without it" if reason else
+                  "note: compiling the model (torch.compile): the first steps take longer, "
+                  "the rest run faster; --no-compile skips it", file=sys.stderr)
+        return reason is None
 
     def autocast(self):
         import torch
