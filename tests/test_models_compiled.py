@@ -40,14 +40,14 @@ def test_compiled_gpt_loss_and_gradients_equal_eager():
         torch.testing.assert_close(fast[2][name], grad, rtol=0, atol=1e-5, msg=name)
 
 
-def _engine(compile_: bool):
+def _engine(compile_, **train):
     from chalklm.training.config import TrainConfig
     from chalklm.training.distributed import Distributed
     from chalklm.training.engines import TorchEngine
 
     config = GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
-    return TorchEngine(config, TrainConfig(dtype="fp32", compile=compile_), "cpu", "fp32",
-                       Distributed())
+    return TorchEngine(config, TrainConfig(dtype="fp32", compile=compile_, **train), "cpu",
+                       "fp32", Distributed())
 
 
 def test_engine_compiles_when_asked_and_says_the_first_steps_take_longer(capsys):
@@ -57,6 +57,10 @@ def test_engine_compiles_when_asked_and_says_the_first_steps_take_longer(capsys)
     eager = _engine(False)
     assert eager.train_model is eager.model
     assert "compiling" not in capsys.readouterr().err
+    short = _engine("auto", max_steps=20)  # "auto": not worth compiling for 20 steps
+    assert short.train_model is short.model and "compiling" not in capsys.readouterr().err
+    long = _engine("auto", max_steps=5000, time_budget=300)
+    assert long.train_model is not long.model and "compiling" in capsys.readouterr().err
 
 
 def test_without_a_cpp_compiler_the_engine_trains_eager_and_says_why(monkeypatch, capsys):

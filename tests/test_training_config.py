@@ -40,7 +40,7 @@ def test_int_is_accepted_for_a_float_key():
     ("n_layers=4", "unknown config key 'n_layers'; valid keys: .*n_layer"),
     ("vocab_size=10", "unknown config key"),
     ("n_layer=four", "n_layer must be a whole number"),
-    ("compile=1", "compile must be true or false"),
+    ("compile=1", "compile must be true, false or"),
     ("n_layer", "expected key=value"),
 ])
 def test_bad_overrides(text, match):
@@ -103,3 +103,20 @@ def test_cli_bad_config_exits_2_with_one_line(args, match, capsys, tmp_path):
     assert err.count("\n") == 1 and err.startswith("chalklm: error:")
     assert __import__("re").search(match, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_auto_compiles_only_runs_long_enough_to_pay_it_back():
+    from chalklm.training.config import compile_pays_off
+
+    _, default = load_run_config("shakespeare_char")
+    assert default.compile == "auto" and compile_pays_off(default)  # 5 minutes
+    _, short = load_run_config("shakespeare_char", max_steps=20)
+    assert not compile_pays_off(short)
+    _, quick = load_run_config("shakespeare_char", time_budget=20)
+    assert not compile_pays_off(quick)
+    _, no_budget = load_run_config("shakespeare_char", ["time_budget=0"], max_steps=5000)
+    assert compile_pays_off(no_budget)
+    _, chosen = load_run_config("shakespeare_char", ["compile=auto"], compile=False)
+    assert chosen.compile is False  # a flag overrides the config
+    with pytest.raises(ConfigError, match='compile must be true, false or "auto"'):
+        load_run_config("shakespeare_char", ["compile=maybe"])

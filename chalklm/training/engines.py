@@ -104,10 +104,12 @@ class TorchEngine:
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs across processes
 
     def _compiles(self, cfg, device: str) -> bool:
-        """Whether to compile: when asked and possible here. The main process says which."""
+        """Whether to compile: when asked (or, for "auto", when the run is long enough) and
+        possible here. The main process says which."""
         from chalklm.models.compiling import unavailable
+        from chalklm.training.config import compile_pays_off
 
-        if not cfg.compile:
+        if not cfg.compile or (cfg.compile == "auto" and not compile_pays_off(cfg)):
             return False
         reason = unavailable(device)
         if self.dist.is_main:
