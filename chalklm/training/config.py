@@ -36,8 +36,7 @@ class TrainConfig:
     engine: str = "torch"  # torch (fast) or scratch (the glass box)
     device: str = "auto"  # cpu, cuda or auto
     dtype: str = "auto"  # fp32, bf16 or auto (bf16 where the hardware has it)
-    compile: bool | str = False  # torch.compile the model: true, false, or "auto" (see
-    # compile_pays_off: when the run is long enough to win back the time spent compiling)
+    compile: bool | str = False  # torch.compile: true, false or "auto" (compile_pays_off)
     seed: int = 1337
     batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -115,8 +114,8 @@ AUTO_COMPILE_BUDGET_S = 120
 def compile_pays_off(cfg: TrainConfig) -> bool:
     """What `compile = "auto"` decides: compile when the run is long enough to win back the
     compiling, at least AUTO_COMPILE_STEPS steps and, under a time budget, at least
-    AUTO_COMPILE_BUDGET_S. Compiling the default model takes 7-30 s on a 2-core CPU (the
-    less once inductor's cache holds its kernels); each step then runs ~17% faster."""
+    AUTO_COMPILE_BUDGET_S. Compiling the default model takes 7-30 s on a 2-core CPU (less
+    once inductor's cache holds its kernels); each step then runs ~17% faster."""
     long_budget = not cfg.time_budget or cfg.time_budget >= AUTO_COMPILE_BUDGET_S
     return cfg.max_steps >= AUTO_COMPILE_STEPS and long_budget
 
