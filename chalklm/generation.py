@@ -596,20 +596,24 @@ def _generate_from_function(next_logits, prompt_ids, max_new_tokens, block_size=
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+SHORT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # train's spelling
 
 
 def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32"):
     """`model, tokenizer` from a checkpoint folder (or a run folder: its best/), ready to
     generate: the glass box's GPT (engine="scratch", NumPy) or the fast engine's
-    (engine="torch", on `device` in `dtype`), in eval mode. tokenizer is None when the
+    (engine="torch", on `device` in `dtype`: float32, bfloat16, float16, or fp32, bf16,
+    fp16), in eval mode. tokenizer is None when the
     folder has no tokenizer.json (then prompts are ids)."""
     from chalklm import checkpoint
     from chalklm.config import GPTConfig
 
     if engine not in ("torch", "scratch"):
         raise ConfigError(f"engine must be 'torch' or 'scratch', got {engine!r}")
+    dtype = SHORT_DTYPES.get(dtype, dtype)
     if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)} (or fp32, bf16, fp16), "
+                          f"got {dtype!r}")
     folder = checkpoint.resolve(path)
     config = checkpoint.load_config(folder)
     if not isinstance(config, GPTConfig):

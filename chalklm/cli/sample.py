@@ -7,7 +7,6 @@ candidates after softmax with their chances (the article's softmax at work).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -46,7 +45,7 @@ def register(subparsers) -> None:
                    help="torch (fast) or scratch (the NumPy glass box) (default: torch)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
                    help="auto: a CUDA GPU if PyTorch sees one, else the CPU")
-    p.add_argument("--dtype", type=_dtype, default="float32",
+    p.add_argument("--dtype", default="float32",
                    help="the fast engine's number type: float32 (fp32), bfloat16 (bf16) or "
                         "float16 (fp16) (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true",
@@ -59,18 +58,6 @@ def register(subparsers) -> None:
                    help="for each new token, print the top N candidates after softmax "
                         f"(default N: {DEFAULT_CANDIDATES})")
     p.set_defaults(func=run)
-
-
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def _dtype(text: str) -> str:
-    """float32, bfloat16, float16, or the short names `chalklm train` uses."""
-    name = _DTYPES.get(text, text)
-    if name not in _DTYPES.values():
-        raise argparse.ArgumentTypeError(f"expected one of float32 (fp32), bfloat16 (bf16), "
-                                         f"float16 (fp16), got {text!r}")
-    return name
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, str | None]:
