@@ -63,8 +63,7 @@ class TrainConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, key)!r}")
-        if self.compile not in (True, False, "auto"):
-            raise ConfigError(f'compile must be true, false or "auto", got {self.compile!r}')
+        _check_compile(self.compile)
         for key in ("batch_size", "grad_accum", "max_steps", "eval_interval", "log_interval",
                     "eval_batch_size"):
             if getattr(self, key) <= 0:
@@ -120,6 +119,13 @@ def compile_pays_off(cfg: TrainConfig) -> bool:
     return cfg.max_steps >= AUTO_COMPILE_STEPS and long_budget
 
 
+def _check_compile(value):
+    """true, false or "auto" (and not 1 or 0, which equal true and false)."""
+    if value not in (True, False, "auto") or type(value) not in (bool, str):
+        raise ConfigError(f'compile must be true, false or "auto", got {value!r}')
+    return value
+
+
 def _check_type(key: str, value):
     want = _TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -127,9 +133,7 @@ def _check_type(key: str, value):
     if want is str and key == "time_budget" and isinstance(value, (int, float)):
         return value
     if key == "compile":
-        if value not in (True, False, "auto") or type(value) not in (bool, str):
-            raise ConfigError(f'compile must be true, false or "auto", got {value!r}')
-        return value
+        return _check_compile(value)
     if type(value) is not want:
         kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(want,
                                                                                  "a string")
