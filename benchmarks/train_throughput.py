@@ -43,6 +43,7 @@ from chalklm.training.report import measured_peak_flops
 
 # (layers, heads, width, context, batch, vocab), as the issue names them
 CONFIGS = {"small": (4, 4, 128, 64, 12, 65), "large": (6, 6, 384, 256, 8, 65)}
+GOALS = {"small": 1.5, "large": 1.3}  # the issue's goal: chalklm's best / HF's best
 
 
 def hf_model(layers, heads, width, context, vocab, attention: str, activation: str):
@@ -205,6 +206,10 @@ def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False
         r["vs_hf_best"] = r["tokens_per_s"] / hf_best
         print(f"{label:<24}{r['tokens_per_s']:>12,.0f}{r['vs_hf_best']:>10.2f}x"
               f"{100 * r['mfu']:>7.1f}%")
+    if name in GOALS:  # what the goal asks of chalklm in this run, in tokens/s and bf16 MFU
+        goal = GOALS[name] * hf_best
+        print(f"goal {GOALS[name]}x HF best: {goal:,.0f} tokens/s, "
+              f"{100 * fpt * goal / peaks['bf16']:.1f}% MFU at the bf16 peak")
     return {"shape": shape, "results": rows, "peak_flops": peaks}
 
 
