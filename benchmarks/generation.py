@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -256,6 +257,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
+    # The models written below take about 1 GB; a stop by `timeout` or `kill` (SIGTERM)
+    # unwinds like Ctrl-C, so the temporary folder goes with it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rows = []
     sides = (["chalklm"] + ([] if args.no_eager else ["eager"])
              + ([] if args.no_compile else ["compiled"]) + ["transformers"])
