@@ -230,22 +230,25 @@ def test_scratch_engine_refuses_torchrun(monkeypatch):
         ScratchEngine(None, TrainConfig(), Distributed(rank=0, world_size=2))
 
 
-def test_ctrl_c_finishes_the_step_then_evaluates_and_saves(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])  # Ctrl-C; kill, timeout
+def test_ctrl_c_or_sigterm_finishes_the_step_then_evaluates_and_saves(tiny, tmp_path,
+                                                                        monkeypatch, signame):
     import os
     import signal
 
     from chalklm.training.engines import TorchEngine
 
+    signum = getattr(signal, signame)
     real_step, calls = TorchEngine.train_step, []
 
-    def step_then_ctrl_c(self, batches, lr):
+    def step_then_signal(self, batches, lr):
         calls.append(1)
-        if len(calls) == 3:  # as if the user pressed Ctrl-C during step 3
-            os.kill(os.getpid(), signal.SIGINT)
+        if len(calls) == 3:  # as if the user pressed Ctrl-C (or ran `kill`) during step 3
+            os.kill(os.getpid(), signum)
         return real_step(self, batches, lr)
 
-    monkeypatch.setattr(TorchEngine, "train_step", step_then_ctrl_c)
-    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(TorchEngine, "train_step", step_then_signal)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     model_keys, cfg = load_run_config(str(tmp_path / "tiny.toml"),
                                       [f"data={tmp_path / 'text.txt'}",
                                        f"out={tmp_path / 'run'}"])
@@ -253,4 +256,5 @@ def test_ctrl_c_finishes_the_step_then_evaluates_and_saves(tiny, tmp_path, monke
     assert summary["stopped_by"] == "interrupt" and summary["step"] == 3
     state = json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())
     assert state["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C works as usual again
+    # Ctrl-C and SIGTERM work as usual again
+    assert {s: signal.getsignal(s) for s in before} == before

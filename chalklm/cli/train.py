@@ -12,8 +12,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a GPT (default: characters of Tiny Shakespeare on this CPU)",
         description="Train a GPT. Settings come from a TOML config (configs/), then --set "
-        "overrides, then the flags below. Distributed: torchrun --nproc_per_node=N -m "
-        "chalklm train ...",
+        "overrides, then the flags below. Ctrl-C or SIGTERM (kill, timeout, a job "
+        "scheduler) stops after the step in progress, then evaluates and saves; a second "
+        "one aborts. Distributed: torchrun --nproc_per_node=N -m chalklm train ...",
     )
     p.add_argument("--config", default="shakespeare_char",
                    help="config name in configs/ or a .toml path (default: %(default)s)")

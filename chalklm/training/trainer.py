@@ -31,27 +31,38 @@ from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
 FINAL_EVAL_MARGIN_S = 2.0  # seconds kept back from a time budget for saving
 
 
+# What asks a run to stop: Ctrl-C, and SIGTERM, which `kill`, `timeout`, `docker stop` and
+# job schedulers send before they kill a process.
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
 @contextmanager
 def stop_requests(trainer):
-    """The first Ctrl-C sets `trainer.interrupted`: the step in progress finishes, then the
-    run evaluates and saves as at the end of a time budget. A second Ctrl-C stops at once.
+    """The first Ctrl-C or SIGTERM sets `trainer.interrupted`: the step in progress
+    finishes, then the run evaluates and saves as at the end of a time budget. A second one
+    stops at once (the handlers before the run are back by then).
     Not under torchrun: the processes would stop at different steps and wait on each other."""
     if trainer.dist.enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def restore():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def request_stop(signum, frame):
         trainer.interrupted = True
-        signal.signal(signal.SIGINT, previous)
-        print("\nCtrl-C: stopping after this step (evaluate, save); again to abort",
-              file=sys.stderr)
+        restore()
+        print(f"\n{STOP_SIGNALS[signum]}: stopping after this step (evaluate, save); "
+              "again to abort", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, request_stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def learning_rate(step: int, progress: float, cfg: TrainConfig) -> float:
