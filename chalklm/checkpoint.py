@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from chalklm.config import GPTConfig, _Config
 from chalklm.errors import ChalkError, CheckpointError
+from chalklm.files import folder_beside
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -50,26 +50,45 @@ def _to_numpy(arrays: dict) -> dict[str, np.ndarray]:
 
 def save_checkpoint(folder, weights: dict, config, tokenizer=None, optimizer: dict | None = None,
                     trainer_state: dict | None = None) -> Path:
-    """Write a checkpoint folder atomically; returns its path."""
+    """Write a checkpoint folder atomically (see `write_folder`); returns its path."""
+    folder = Path(folder)
+    write_folder(folder, lambda tmp: _write_files(tmp, weights, config, tokenizer, optimizer,
+                                                  trainer_state))
+    return folder
+
+
+def write_folder(folder: Path, write) -> None:
+    """Call `write(tmp)` on a fresh folder beside `folder`, then rename it into place.
+
+    A write the system refuses (disk full, no permission, a file in the way) is a
+    CheckpointError, and `folder` stays as it was."""
+    from safetensors import SafetensorError
+
+    try:
+        tmp = folder_beside(folder)
+        try:
+            write(tmp)
+            swap_into_place(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    except (OSError, SafetensorError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CheckpointError(f"could not write {folder}: {why}; what was there before is "
+                              "unchanged") from exc
+
+
+def _write_files(tmp: Path, weights, config, tokenizer, optimizer, trainer_state) -> None:
     from safetensors.numpy import save_file
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
-    try:
-        save_file(_to_numpy(weights), str(tmp / MODEL_FILE))
-        _write_json(tmp / CONFIG_FILE, config.to_dict())
-        if tokenizer is not None:
-            tokenizer.save(tmp / TOKENIZER_FILE)
-        if optimizer is not None:
-            save_file(_to_numpy(optimizer), str(tmp / OPTIMIZER_FILE))
-        if trainer_state is not None:
-            _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
-        swap_into_place(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    save_file(_to_numpy(weights), str(tmp / MODEL_FILE))
+    _write_json(tmp / CONFIG_FILE, config.to_dict())
+    if tokenizer is not None:
+        tokenizer.save(tmp / TOKENIZER_FILE)
+    if optimizer is not None:
+        save_file(_to_numpy(optimizer), str(tmp / OPTIMIZER_FILE))
+    if trainer_state is not None:
+        _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -1,5 +1,6 @@
 """Checkpoint folders: round trips, atomic saves, and one clear line for damaged ones."""
 
+import errno
 import subprocess
 import sys
 
@@ -65,15 +66,50 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     save(tmp_path / "c", 1.0, optimizer=opt, trainer_state={"step": 1})
 
     def broken_save(self, path):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(CharTokenizer, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="No space left on device; what was there"):
         save(tmp_path / "c", 2.0, optimizer=opt, trainer_state={"step": 2})
     loaded = ckpt.load_checkpoint(tmp_path / "c")
     assert loaded.weights["ln_f.scale"][0] == 1.0
     assert loaded.resume_state()[1] == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no partial folder left
+
+
+def test_disk_full_inside_safetensors_is_a_checkpoint_error(tmp_path, monkeypatch):
+    import safetensors.numpy
+
+    save(tmp_path / "c", 1.0)
+
+    def disk_full(arrays, path):
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left "
+                                          "on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", disk_full)
+    with pytest.raises(CheckpointError, match=r"c: .*No space left on device.* unchanged"):
+        save(tmp_path / "c", 2.0)
+    assert ckpt.load_checkpoint(tmp_path / "c").weights["ln_f.scale"][0] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_a_file_in_the_way_of_the_folder_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(CheckpointError, match="could not write"):
+        save(tmp_path / "run" / "best", 1.0)
+    assert (tmp_path / "run").read_text() == "not a folder"
+
+
+def test_a_checkpoint_folder_is_an_ordinary_folder(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        save(tmp_path / "c", 1.0)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o755  # not mkdtemp's 0o700
 
 
 def test_crash_between_the_two_renames_loses_nothing(tmp_path, monkeypatch):

@@ -63,6 +63,19 @@ def test_save_load_and_dispatch(tmp_path):
         assert loaded.fingerprint() == tok.fingerprint()
 
 
+def test_a_saved_tokenizer_is_an_ordinary_file(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        CharTokenizer("abc").save(tmp_path / "tok.json")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "tok.json").stat().st_mode) == 0o644  # not mkstemp's 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]  # no temporary file left
+
+
 def test_fingerprint_tells_vocabularies_apart():
     a, b = CharTokenizer("abc"), CharTokenizer("abd")
     assert a.fingerprint() == CharTokenizer("cba").fingerprint()

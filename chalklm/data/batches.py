@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from chalklm.data.registry import DATASETS, cache_dir, dataset_file, load_text
 from chalklm.errors import DataError
+from chalklm.files import write_atomic
 
 VAL_FRACTION = 0.1  # the last 10% of the tokens (nanoGPT's split)
 
@@ -57,11 +57,7 @@ def load_tokens(data: str, tokenizer) -> np.memmap:
         ids = np.asarray(tokenizer.encode(load_text(data)), dtype=dtype)
         if len(ids) < 2:
             raise DataError(f"{data}: too short to train on ({len(ids)} tokens)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.partial-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(ids.tobytes())
-        os.replace(tmp, path)
+        write_atomic(path, ids.tobytes())
     return np.memmap(path, dtype=dtype, mode="r")
 
 

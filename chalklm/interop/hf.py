@@ -11,9 +11,6 @@ into a temporary folder renamed into place, so a failure leaves nothing half-wri
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,21 +52,6 @@ def _check_out(out: Path, source: Path, force: bool) -> None:
         )
 
 
-def _write_folder(out: Path, write) -> None:
-    """Call `write(tmp)` on a fresh folder beside `out`, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        write(tmp)
-        checkpoint.swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _special_ids(tokenizer) -> tuple[int | None, int | None]:
     """(bos, eos) for GPT-2's config: the tokenizer's <|endoftext|> if it has one.
 
@@ -107,7 +89,7 @@ def export_hf(source, out, force: bool = False) -> Result:
         else:
             save_hf_tokenizer(tokenizer, tmp, config.block_size)
 
-    _write_folder(out, write)
+    checkpoint.write_folder(out, write)
     return result
 
 

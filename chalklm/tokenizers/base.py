@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from chalklm.errors import TokenizerError
+from chalklm.files import write_atomic
 
 
 def canonical_json(data: dict[str, Any]) -> str:
@@ -26,21 +26,7 @@ def canonical_json(data: dict[str, Any]) -> str:
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
     """Write readable JSON atomically."""
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a temporary file and rename it into place: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalklm.errors import TokenizerError
-from chalklm.tokenizers.base import write_json, write_text_atomic
+from chalklm.files import write_atomic
+from chalklm.tokenizers.base import write_json
 from chalklm.tokenizers.bpe_merge import build_pair_table
 from chalklm.tokenizers.bpe_train import PAIR_BASE
 from chalklm.tokenizers.patterns import GPT2_PATTERN, export_pattern, import_pattern
@@ -36,7 +37,7 @@ def write_readable_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
         else:
             lines.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
     text = "{\n " + ",\n ".join(lines) + "\n}\n"
-    write_text_atomic(path, text)
+    write_atomic(path, text)
 
 
 # ----------------------------------------------------------------- ranks -> merges
@@ -87,7 +88,7 @@ def write_tiktoken(path: str | os.PathLike, vocab: list[bytes], id_offset: int =
         f"{base64.b64encode(token).decode('ascii')} {rank + id_offset}\n"
         for rank, token in enumerate(vocab)
     ]
-    write_text_atomic(path, "".join(lines))
+    write_atomic(path, "".join(lines))
 
 
 def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:

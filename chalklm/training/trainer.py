@@ -227,9 +227,11 @@ class Trainer:
         self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)
         bar = self._progress_bar()
         self.interrupted = False
-        with stop_requests(self):
-            stop_reason = self._loop(bar)
-        bar.close()
+        try:
+            with stop_requests(self):
+                stop_reason = self._loop(bar)
+        finally:
+            bar.close()  # before any error message, so that is a line of its own
         return self._finish(stop_reason)
 
     def _loop(self, bar) -> str:

@@ -1,0 +1,44 @@
+"""Writing so that a crash never leaves half a file or folder.
+
+Everything is written beside its target under a temporary name, then renamed into place:
+a rename is all or nothing, so a reader sees the old version or the new one, never a mix.
+`tempfile` makes its temporary names private (0600 files, 0700 folders); what is renamed
+into place gets the mode an ordinary file or folder would have, so a shared data folder or
+run folder stays readable by the people it is shared with.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it
+    os.umask(umask)
+    return umask
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Write `content` (text as UTF-8, or bytes) to `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        os.chmod(fd, 0o666 & ~_umask())
+        binary = isinstance(content, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def folder_beside(folder: Path) -> Path:
+    """A new empty folder next to `folder`, to fill and then rename onto it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
