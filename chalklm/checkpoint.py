@@ -24,7 +24,7 @@ import numpy as np
 
 from chalklm.config import GPTConfig, _Config
 from chalklm.errors import ChalkError, CheckpointError
-from chalklm.files import folder_beside
+from chalklm.files import folder_beside, refusal
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -73,9 +73,7 @@ def write_folder(folder: Path, write) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     except (OSError, SafetensorError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CheckpointError(f"could not write {folder}: {why}; what was there before is "
-                              "unchanged") from exc
+        raise CheckpointError(refusal(folder, exc)) from exc
 
 
 def _write_files(tmp: Path, weights, config, tokenizer, optimizer, trainer_state) -> None:

@@ -32,7 +32,12 @@ class UnknownCharacterError(TokenizerError):
 
 
 class CheckpointError(ChalkError):
-    """A checkpoint folder is missing, incomplete, or corrupt."""
+    """A checkpoint folder is missing, incomplete, or corrupt, or cannot be written."""
+
+
+class WriteError(ChalkError, OSError):
+    """A file the system refused to write (disk full, no permission, a file in the way).
+    Still an OSError, for callers that catch those."""
 
 
 class ShapeError(ChalkError, ValueError):

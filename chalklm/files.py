@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from chalklm.errors import WriteError
+
 
 def _umask() -> int:
     umask = os.umask(0)  # the only way to read it is to set it
@@ -20,20 +22,31 @@ def _umask() -> int:
     return umask
 
 
+def refusal(target, exc: Exception) -> str:
+    """The one-line message for a write the system refused."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"could not write {target}: {why}; what was there before is unchanged"
+
+
 def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
-    """Write `content` (text as UTF-8, or bytes) to `path` in one rename."""
+    """Write `content` (text as UTF-8, or bytes) to `path` in one rename. A write the
+    system refuses is a WriteError, and `path` stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
-        os.chmod(fd, 0o666 & ~_umask())
-        binary = isinstance(content, bytes)
-        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            os.chmod(fd, 0o666 & ~_umask())
+            binary = isinstance(content, bytes)
+            with os.fdopen(fd, "wb" if binary else "w",
+                           encoding=None if binary else "utf-8") as f:
+                f.write(content)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise WriteError(refusal(path, exc)) from exc
 
 
 def folder_beside(folder: Path) -> Path:

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from chalklm.errors import WriteError
 from chalklm.files import folder_beside, write_atomic
 
 
@@ -34,3 +35,10 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         write_atomic(tmp_path / "f", ["not", "text"])
     assert (tmp_path / "f").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_a_refused_write_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    with pytest.raises(WriteError, match=r"could not write .*a_file/t.json: .*unchanged"):
+        write_atomic(tmp_path / "a_file" / "t.json", "{}")
+    assert (tmp_path / "a_file").read_text() == "in the way"

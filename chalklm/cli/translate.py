@@ -13,6 +13,7 @@ from pathlib import Path
 
 from chalklm.cli.common import non_negative_float, positive_int
 from chalklm.errors import ConfigError, DataError
+from chalklm.files import write_atomic
 
 
 def _decoding_options(p) -> None:
@@ -149,7 +150,7 @@ def run_evaluate(args) -> int:
     hypotheses = translator.translate(sources, _beam(args), args.alpha, args.batch_size,
                                       progress=True)
     if args.out:
-        Path(args.out).write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+        write_atomic(args.out, "\n".join(hypotheses) + "\n")
     decoding = "greedy" if _beam(args) == 1 else f"beam {_beam(args)}, alpha {args.alpha}"
     print(f"{args.checkpoint}: {len(sources)} sentences, {decoding}")
     print(score(hypotheses, references).report())

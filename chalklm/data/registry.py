@@ -15,13 +15,13 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalklm.errors import DataError
+from chalklm.files import write_atomic
 
 DEFAULT_DATASET = "shakespeare"
 _MULTI30K_RAW = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
@@ -106,11 +106,7 @@ def _download(remote: RemoteFile, target: Path) -> None:
         raise DataError(f"download of {remote.url} has the wrong sha256; nothing was saved")
     if remote.gunzip:
         payload = gzip.decompress(payload)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(payload)
-    os.replace(tmp, target)
+    write_atomic(target, payload)
 
 
 def dataset_file(name: str, role: str | None = None, download: bool = True) -> Path:

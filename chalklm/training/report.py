@@ -7,12 +7,15 @@ cached, so the figure says how much of the hardware the training loop really use
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
 from pathlib import Path
 
 from chalklm.data.registry import cache_dir
+from chalklm.errors import WriteError
+from chalklm.files import refusal, write_atomic
 
 
 class MetricsLog:
@@ -23,8 +26,11 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         clean = {k: _json_number(v) for k, v in record.items() if v is not None}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(clean) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(clean) + "\n")
+        except OSError as exc:
+            raise WriteError(refusal(self.path, exc)) from exc
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -34,7 +40,7 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (a resumed run rewrites them)."""
         kept = [r for r in self.read() if r.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _json_number(value):
@@ -64,8 +70,10 @@ def plot_losses(records: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
 
 
 def measured_peak_flops(device: str, dtype: str, size: int = 1024) -> float:
@@ -75,7 +83,7 @@ def measured_peak_flops(device: str, dtype: str, size: int = 1024) -> float:
 
     key = f"{device}-{dtype}-{torch.get_num_threads()}threads-{size}"
     cache = cache_dir() / "peak_flops.json"
-    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    known = _read_peaks(cache)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     own = torch.Generator(device).manual_seed(0)  # leave the training RNG untouched
     a = torch.randn(size, size, device=device, dtype=torch_dtype, generator=own)
@@ -92,9 +100,17 @@ def measured_peak_flops(device: str, dtype: str, size: int = 1024) -> float:
         best = min(best, (time.perf_counter() - start) / 4)
     # A busy machine measures low, so keep the best rate this machine has ever shown.
     known[key] = max(known.get(key, 0.0), 2 * size**3 / best)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(known, indent=1))
+    write_atomic(cache, json.dumps(known, indent=1))
     return known[key]
+
+
+def _read_peaks(cache: Path) -> dict:
+    """The measured peaks so far; an unreadable cache counts as none (it is rewritten)."""
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def _sync(device: str) -> None:

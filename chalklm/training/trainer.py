@@ -24,6 +24,7 @@ from chalklm.checkpoint import TRAINER_STATE_FILE, load_checkpoint, save_checkpo
 from chalklm.config import GPTConfig
 from chalklm.data.batches import TokenBatches, load_tokens
 from chalklm.errors import ChalkError, ConfigError
+from chalklm.files import write_atomic
 from chalklm.training.config import TrainConfig
 from chalklm.training.distributed import Distributed
 from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
@@ -352,7 +353,7 @@ class Trainer:
                        self.model_config.block_size, temperature=0.8, top_k=50,
                        seed=self.cfg.seed)
         text = self.tokenizer.decode(ids)
-        (self.out / "sample.txt").write_text(text, encoding="utf-8")
+        write_atomic(self.out / "sample.txt", text)
         return text
 
     def _peak_flops(self) -> float | None:

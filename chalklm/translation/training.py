@@ -32,6 +32,7 @@ from chalklm.data.parallel import (
     train_tokenizer,
 )
 from chalklm.errors import CheckpointError, ConfigError
+from chalklm.files import write_atomic
 from chalklm.scratch.nn import Module
 from chalklm.training.distributed import Distributed
 from chalklm.training.engines import TorchEngine, decay_groups
@@ -326,7 +327,7 @@ class TranslationTrainer(Trainer):
         for (src, ref), hyp in list(zip(pairs, hyps))[:5]:
             lines += [f"  source:      {src}", f"  translation: {hyp}", f"  reference:   {ref}"]
         text = "\n".join(lines)
-        (self.out / "sample.txt").write_text(text + "\n", encoding="utf-8")
+        write_atomic(self.out / "sample.txt", text + "\n")
         return text
 
 
