@@ -5,6 +5,9 @@ a rename is all or nothing, so a reader sees the old version or the new one, nev
 `tempfile` makes its temporary names private (0600 files, 0700 folders); what is renamed
 into place gets the mode an ordinary file or folder would have, so a shared data folder or
 run folder stays readable by the people it is shared with.
+
+Files: `write_atomic`. Folders of files (checkpoints, Hugging Face exports):
+`chalklm.checkpoint.write_folder`, which fills a `folder_beside` the target.
 """
 
 from __future__ import annotations
