@@ -13,7 +13,9 @@ its trainer (TorchEngine.train_step), for HF the same with torch.optim.AdamW(fus
 Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
 bf16 autocast, each with its fused (sdpa) and its eager attention. Reports tokens/s (best
 round), the ratio to HF's best setting, and MFU against this machine's measured matmul
-rate in that dtype (6N + 12LHQT FLOPs per token). chalklm's CPU engine tells glibc's
+rate in that dtype (6N + 12LHQT FLOPs per token); then the same ratio taken within each
+round (median and range: the noise of the machine) and what the issue's goal asks in
+tokens/s and MFU. chalklm's CPU engine tells glibc's
 malloc to keep freed memory (chalklm/training/memory.py); that is a setting of the process,
 so by default every side here, HF's included, runs with it (the stricter comparison).
 `--glibc-default-malloc` keeps glibc's defaults instead, for every side.
@@ -183,13 +185,15 @@ def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False
     if remote is None:
         settings.update(hf_settings(shape, activation))
     warm_up(settings, x, y)
-    best = {}
+    best, round_ratios = {}, []
     for _ in range(rounds):
         seconds = time_round(settings, x, y, steps)
         if remote is not None:
             seconds.update(remote.round(steps))
         for label, s in seconds.items():
             best[label] = min(best.get(label, float("inf")), s)
+        round_ratios.append(min(s for k, s in seconds.items() if k.startswith("hf"))
+                            / min(s for k, s in seconds.items() if k.startswith("chalklm")))
     if remote is not None:
         remote.close()
     fpt = flops_per_token(layers, heads, width, context, vocab)
@@ -206,11 +210,16 @@ def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False
         r["vs_hf_best"] = r["tokens_per_s"] / hf_best
         print(f"{label:<24}{r['tokens_per_s']:>12,.0f}{r['vs_hf_best']:>10.2f}x"
               f"{100 * r['mfu']:>7.1f}%")
+    # The ratio above divides two bests that may come from different rounds; within one
+    # round both sides met the same machine, so the spread of per-round ratios shows noise.
+    ratios = sorted(round_ratios)
+    print(f"chalklm best / HF best within each round: median {ratios[len(ratios) // 2]:.2f}x "
+          f"(range {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} rounds)")
     if name in GOALS:  # what the goal asks of chalklm in this run, in tokens/s and bf16 MFU
         goal = GOALS[name] * hf_best
         print(f"goal {GOALS[name]}x HF best: {goal:,.0f} tokens/s, "
               f"{100 * fpt * goal / peaks['bf16']:.1f}% MFU at the bf16 peak")
-    return {"shape": shape, "results": rows, "peak_flops": peaks}
+    return {"shape": shape, "results": rows, "peak_flops": peaks, "round_ratios": round_ratios}
 
 
 # (--glibc-default-malloc, --hf-own-process) -> what each side ran with
