@@ -6,8 +6,9 @@ a rename is all or nothing, so a reader sees the old version or the new one, nev
 into place gets the mode an ordinary file or folder would have, so a shared data folder or
 run folder stays readable by the people it is shared with.
 
-Files: `write_atomic`. Folders of files (checkpoints, Hugging Face exports):
-`chalklm.checkpoint.write_folder`, which fills a `folder_beside` the target.
+Files: `write_atomic` (and `append_line` for logs, which only grow). Folders of files
+(checkpoints, Hugging Face exports): `chalklm.checkpoint.write_folder`, which fills a
+`folder_beside` the target.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    except OSError as exc:
+        raise WriteError(refusal(path, exc)) from exc
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Add `line` and a newline to the end of a text file (a log: it only ever grows). A
+    write the system refuses is a WriteError."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
     except OSError as exc:
         raise WriteError(refusal(path, exc)) from exc
 

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from chalklm.data.registry import cache_dir
-from chalklm.errors import WriteError
-from chalklm.files import refusal, write_atomic
+from chalklm.files import append_line, write_atomic
 
 
 class MetricsLog:
@@ -26,11 +25,7 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         clean = {k: _json_number(v) for k, v in record.items() if v is not None}
-        try:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(clean) + "\n")
-        except OSError as exc:
-            raise WriteError(refusal(self.path, exc)) from exc
+        append_line(self.path, json.dumps(clean))
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
