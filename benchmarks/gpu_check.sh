@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU goals, in one prepared run on a CUDA machine (about 9 minutes on one GPU):
-#   1. #4: configs/shakespeare_char_gpu.toml (nanoGPT's baby GPT): validation loss over the
-#      whole split and wall time. Goal: <= 1.45, in less time than nanoGPT's 1.4697 in ~3
-#      minutes on an A100.
-#   2. #6: configs/multi30k_de_en.toml on the GPU for MT_BUDGET, then sacreBLEU on
+#   1. #4: chalklm/configs/shakespeare_char_gpu.toml (nanoGPT's baby GPT): validation loss
+#      over the whole split and wall time. Goal: <= 1.45, in less time than nanoGPT's
+#      1.4697 in ~3 minutes on an A100.
+#   2. #6: chalklm/configs/multi30k_de_en.toml on the GPU for MT_BUDGET, then sacreBLEU on
 #      test_2016_flickr (averaged/ checkpoint, beam 4). Goal: >= 40.
 # Needs PyTorch with CUDA, numpy, safetensors, regex, tqdm, matplotlib and sacrebleu there;
 # runs from the source tree (no install). The data does not travel by itself: copy it into

@@ -30,7 +30,7 @@ SIZES = {  # name -> (batch, width for mlp, (B, T, C, heads) for attention)
                   gpt=(8, dict(n_layer=2, n_head=2, n_embd=64, block_size=32))),
     "medium": dict(chars_batch=512, mlp=(256, 512), attention=(8, 128, 256, 8),
                    gpt=(12, dict(n_layer=4, n_head=4, n_embd=128, block_size=64))),
-}  # gpt medium is configs/shakespeare_char.toml's model and batch
+}  # gpt medium is chalklm/configs/shakespeare_char.toml's model and batch
 
 
 def parse_args():

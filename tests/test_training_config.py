@@ -1,7 +1,10 @@
 """Run configs: TOML files, --set overrides, and one-line errors naming the valid keys."""
 
+from pathlib import Path
+
 import pytest
 
+import chalklm
 from chalklm.cli import main
 from chalklm.errors import ConfigError
 from chalklm.training.config import (
@@ -21,6 +24,14 @@ def test_shipped_configs_load():
     assert (model["n_layer"], model["n_head"], model["n_embd"]) == (6, 6, 384)
     assert (model["block_size"], train.batch_size, model["dropout"]) == (256, 64, 0.2)
     assert (CONFIG_DIR / "shakespeare_char.toml").is_file()
+
+
+def test_configs_ship_inside_the_package():
+    """An installed chalklm (a wheel, no source folder) must find its configs."""
+    package = Path(chalklm.__file__).resolve().parent
+    assert CONFIG_DIR.is_relative_to(package)
+    assert {"multi30k_de_en", "shakespeare_char", "shakespeare_char_gpu"} <= {
+        p.stem for p in CONFIG_DIR.glob("*.toml")}
 
 
 def test_overrides_and_flags_take_precedence():

@@ -11,13 +11,14 @@ from chalklm.errors import ConfigError
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a GPT (default: characters of Tiny Shakespeare on this CPU)",
-        description="Train a GPT. Settings come from a TOML config (configs/), then --set "
+        description="Train a GPT. Settings come from a TOML config (chalklm/configs/), then --set "
         "overrides, then the flags below. Ctrl-C or SIGTERM (kill, timeout, a job "
         "scheduler) stops after the step in progress, then evaluates and saves; a second "
         "one aborts. Distributed: torchrun --nproc_per_node=N -m chalklm train ...",
     )
     p.add_argument("--config", default="shakespeare_char",
-                   help="config name in configs/ or a .toml path (default: %(default)s)")
+                   help="a config name (one of chalklm/configs/) or a .toml path "
+                        "(default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set n_layer=4 (repeatable)")
     p.add_argument("--data", help="dataset name (shakespeare, python-docs) or a text file")

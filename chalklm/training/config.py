@@ -1,4 +1,4 @@
-"""Run configuration: a TOML file (`configs/*.toml`) plus `--set key=value` overrides.
+"""Run configuration: a TOML file (`chalklm/configs/*.toml`) plus `--set key=value` overrides.
 
 A config file has two tables: `[model]`, whose keys are `GPTConfig`'s fields, and
 `[train]`, whose keys are `TrainConfig`'s. On the command line a key is named alone
@@ -21,7 +21,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 from chalklm.config import GPTConfig
 from chalklm.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# Inside the package, so an installed chalklm (a wheel, not the source folder) finds them.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = "shakespeare_char"
 MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
 
@@ -170,7 +171,7 @@ def toml_value(raw: str, want_str: bool = False):
 
 
 def config_path(name_or_path: str) -> Path:
-    """A config by name (`shakespeare_char`, from configs/) or by path."""
+    """A config by name (`shakespeare_char`, from chalklm/configs/) or by path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = CONFIG_DIR / f"{name_or_path}.toml"
