@@ -13,6 +13,20 @@ os.environ["CHALKLM_OFFLINE"] = "1"
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def user_cache(_session_cache, monkeypatch) -> Path:
+    """Every test (and every process it starts) keeps its caches in a temporary folder:
+    the suite never writes into ~/.cache or beside the shared data."""
+    monkeypatch.delenv("CHALKLM_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
+    return _session_cache / "chalklm"
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return Path(os.environ["CHALKLM_DATA_DIR"])

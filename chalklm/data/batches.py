@@ -1,9 +1,10 @@
 """Training batches: a text tokenized once into a memory-mapped file, cut into windows.
 
 Tokenizing Tiny Shakespeare takes a moment and a BPE run much longer, so the ids are
-written once to `<dataset>.<tokenizer fingerprint>.tokens` (beside the dataset if that
-folder is writable, else in the user cache) and memory-mapped afterwards. The file name
-carries the tokenizer's fingerprint, so a different tokenizer never reads stale ids.
+written once to the user cache (`tokens/` under `registry.cache_dir()`, never beside the
+user's data) and memory-mapped afterwards. The file is named by what the ids depend on:
+the text's content (size, mtime and sha256 of its bytes) and the tokenizer's fingerprint,
+so an edited text or another tokenizer never reads stale ids.
 
 A batch is `batch_size` random windows of `block_size + 1` ids: the inputs are the first
 `block_size`, the targets the same ids shifted by one (next-token prediction). Window
@@ -14,7 +15,6 @@ processes draws exactly the batches a single uninterrupted run would.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +34,38 @@ def _source_path(data: str) -> Path | None:
     return Path(data)
 
 
+def content_key(data: str) -> str:
+    """What the text of `data` is: size, mtime and sha256 of its file's bytes (of the text
+    itself for python-docs, which has no file)."""
+    source = _source_path(data)
+    if source is None or not source.is_file():  # python-docs, or load_text's one-line error
+        return hashlib.sha256(load_text(data).encode()).hexdigest()
+    digest = hashlib.sha256()
+    with open(source, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    stat = source.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}-{digest.hexdigest()}"
+
+
 def token_file_path(data: str, fingerprint: str) -> Path:
-    """Where the token cache of `data` under the tokenizer `fingerprint` lives."""
+    """Where the token cache of `data` under the tokenizer `fingerprint` lives:
+    `<name>.<source and tokenizer>.<content>.tokens` in the user cache."""
     source = _source_path(data)
     stem = source.name if source is not None else data
-    name = f"{stem}.{fingerprint[:16]}.tokens"
-    if source is not None and os.access(source.parent, os.W_OK):
-        return source.parent / name
-    digest = hashlib.sha256(str(source or data).encode()).hexdigest()[:12]
-    return cache_dir() / "tokens" / f"{digest}-{name}"
+    where = source.resolve() if source is not None else data
+    origin = hashlib.sha256(f"{where} | {fingerprint}".encode()).hexdigest()[:12]
+    content = hashlib.sha256(content_key(data).encode()).hexdigest()[:16]
+    return cache_dir() / "tokens" / f"{stem}.{origin}.{content}.tokens"
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the caches of earlier contents of the same text and tokenizer: they can never
+    be read again (a file still memory-mapped by a running process stays readable)."""
+    origin = path.name.rsplit(".", 3)[1]  # <name>.<origin>.<content>.tokens
+    for old in path.parent.glob(f"*.{origin}.*.tokens"):
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def _dtype(vocab_size: int):
@@ -58,6 +81,7 @@ def load_tokens(data: str, tokenizer) -> np.memmap:
         if len(ids) < 2:
             raise DataError(f"{data}: too short to train on ({len(ids)} tokens)")
         write_atomic(path, ids.tobytes())
+        _remove_stale(path)
     return np.memmap(path, dtype=dtype, mode="r")
 
 

@@ -2,7 +2,7 @@
 
 A named dataset is looked up, in order, in
   1. the folder named by the environment variable CHALKLM_DATA_DIR,
-  2. the user cache (~/.cache/chalklm, or $XDG_CACHE_HOME/chalklm),
+  2. the user cache (~/.cache/chalklm, $XDG_CACHE_HOME/chalklm, or $CHALKLM_CACHE_DIR),
   3. its canonical public address, downloaded into the cache and checked against a
      pinned sha256 (a mismatch is deleted, never used). CHALKLM_OFFLINE=1 skips this.
 `python-docs` needs none of that: it is English prose that ships inside every CPython.
@@ -87,6 +87,10 @@ def data_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
+    """The user cache: downloads, token ids, measured peaks. $CHALKLM_CACHE_DIR moves it;
+    otherwise $XDG_CACHE_HOME/chalklm, or ~/.cache/chalklm."""
+    if os.environ.get("CHALKLM_CACHE_DIR"):
+        return Path(os.environ["CHALKLM_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "chalklm"
 
