@@ -40,6 +40,9 @@ def register(subparsers) -> None:
                    help="torch (fast) or scratch (the NumPy glass box: slow but visible)")
     p.add_argument("--seed", type=int,
                    help="seeds the weights, the batches and dropout: same seed, same run")
+    p.add_argument("--no-progress", action="store_true",
+                   help="show no progress (by default a bar on a terminal; piped to a file, "
+                        "a plain line every 10 s)")
     pairs = p.add_argument_group("translation configs: aligned text files, one sentence a line")
     pairs.add_argument("--src", metavar="FILE", help="source sentences (e.g. German)")
     pairs.add_argument("--tgt", metavar="FILE", help="their translations, line by line")
@@ -69,7 +72,7 @@ def run(args) -> int:
         compile=args.compile, engine=args.engine, seed=args.seed,
     )
     trainer = Trainer(model_keys, cfg, resume=args.resume)
-    summary = trainer.run()
+    summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         sample = summary.pop("sample", "")
         if sample:

@@ -27,6 +27,7 @@ from chalklm.errors import ChalkError, ConfigError
 from chalklm.files import write_atomic
 from chalklm.training.config import TrainConfig
 from chalklm.training.distributed import Distributed
+from chalklm.training.progress import progress_display
 from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
 
 FINAL_EVAL_MARGIN_S = 2.0  # seconds kept back from a time budget for saving
@@ -220,13 +221,14 @@ class Trainer:
         by_steps = self.step / (self.cfg.decay_steps or self.cfg.max_steps)
         return max(by_steps, self.time_used()) if self.cfg.time_budget else by_steps
 
-    def run(self) -> dict:
+    def run(self, progress: bool = True) -> dict:
+        """Train, evaluate, save; `progress=False` shows no progress (`--no-progress`)."""
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         # time kept back for the final evaluation; the same on every process, so all stop
         # at the same step
         self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)
-        bar = self._progress_bar()
+        bar = self._progress_bar(progress and self.dist.is_main)
         self.interrupted = False
         try:
             with stop_requests(self):
@@ -276,16 +278,12 @@ class Trainer:
             bar.update(self.elapsed - bar.n if cfg.time_budget else 1)
         return stop_reason
 
-    def _progress_bar(self):
+    def _progress_bar(self, show: bool):
         """Steps out of max_steps; or, under a time budget, seconds out of the budget."""
-        from tqdm import tqdm
-
-        common = dict(disable=not self.dist.is_main, desc="training", dynamic_ncols=True,
-                      file=sys.stderr)
         if self.cfg.time_budget:
-            return tqdm(total=round(self.cfg.time_budget), initial=self.elapsed, unit="s",
-                        bar_format="{l_bar}{bar}| {n:.0f}/{total}s{postfix}", **common)
-        return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", **common)
+            return progress_display(round(self.cfg.time_budget), self.elapsed, "s", show,
+                                    bar_format="{l_bar}{bar}| {n:.0f}/{total}s{postfix}")
+        return progress_display(self.cfg.max_steps, self.step, "step", show)
 
     def learning_rate(self) -> float:
         """This step's learning rate (another task may use another schedule)."""

@@ -354,7 +354,7 @@ def run_cli(args) -> int:
         compile=args.compile, engine=args.engine, seed=args.seed, **file_flags(args),
     )
     trainer = TranslationTrainer(model_keys, cfg, resume=args.resume)
-    summary = trainer.run()
+    summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         print(f"\n--- translations ---\n{summary.pop('sample', '')}\n---")
         print(f"step {summary['step']}: validation loss {summary['val_loss']:.4f} "
