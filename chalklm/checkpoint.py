@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 
 from chalklm.config import GPTConfig, _Config
 from chalklm.errors import ChalkError, CheckpointError
-from chalklm.files import folder_beside, refusal
+from chalklm.files import folder_beside, refusal, settle
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -80,11 +81,13 @@ def _write_files(tmp: Path, weights, config, tokenizer, optimizer, trainer_state
     from safetensors.numpy import save_file
 
     save_file(_to_numpy(weights), str(tmp / MODEL_FILE))
+    settle(tmp / MODEL_FILE)
     _write_json(tmp / CONFIG_FILE, config.to_dict())
     if tokenizer is not None:
         tokenizer.save(tmp / TOKENIZER_FILE)
     if optimizer is not None:
         save_file(_to_numpy(optimizer), str(tmp / OPTIMIZER_FILE))
+        settle(tmp / OPTIMIZER_FILE)
     if trainer_state is not None:
         _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
 
@@ -110,6 +113,31 @@ def swap_into_place(tmp: Path, folder: Path) -> None:
     os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# What an interrupted write leaves beside its target NAME: a folder being filled
+# (`.NAME.partial-XXXX`, files.folder_beside), a folder moved aside (`.NAME.old-PID`,
+# swap_into_place), a file being written (`.NAME.XXXX.partial`, files.write_atomic).
+_LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:partial-\w+|old-\d+|\w+\.partial)")
+
+
+def tidy_leftovers(folder: Path, names=None) -> None:
+    """Clear what writes cut off by a crash or kill -9 left in `folder`: a moved-aside
+    folder whose target is gone is moved back (it is the newest whole copy), any other
+    leftover is deleted. Only leftovers of `names` (default: any) are touched."""
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        match = _LEFTOVER.fullmatch(entry.name)
+        if not match or (names is not None and match["name"] not in names):
+            continue
+        target = folder / match["name"]
+        if ".old-" in entry.name and not target.exists():
+            os.replace(entry, target)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def resolve(path) -> Path:

@@ -45,12 +45,23 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
             with os.fdopen(fd, "wb" if binary else "w",
                            encoding=None if binary else "utf-8") as f:
                 f.write(content)
+                f.flush()
+                os.fsync(f.fileno())  # on the disk before the rename makes it the file
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
         raise WriteError(refusal(path, exc)) from exc
+
+
+def settle(path: str | os.PathLike) -> None:
+    """Treat a file another library wrote (safetensors' save_file) as `write_atomic`
+    treats its own: an ordinary file's mode (safetensors writes 0600), and on the disk
+    before the folder holding it is renamed into place."""
+    os.chmod(path, 0o666 & ~_umask())
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from chalklm.errors import ChalkError
+from chalklm.errors import ChalkError, UnknownCharacterError
 
 # The subcommand modules, in the order `chalklm --help` lists them.
 COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer", "translate"]
@@ -39,14 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommand names, as `chalklm --help` lists them."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subparsers.choices)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        sys.exit(2)
+    if not hasattr(args, "func"):  # bare `chalklm`: a usage mistake like any other
+        parser.error("name a command: " + ", ".join(_commands(parser)))
     try:
         status = args.func(args)
+    except UnknownCharacterError as exc:  # its hint names a Python argument: say it in ours
+        print(f"chalklm: error: {exc.problem}; the tokenizer has no id for it: leave it out, "
+              "or use a tokenizer that has it (a BPE tokenizer reads any text)", file=sys.stderr)
+        sys.exit(2)
     except ChalkError as exc:
         print(f"chalklm: error: {exc}", file=sys.stderr)
         sys.exit(2)

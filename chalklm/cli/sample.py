@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from chalklm.cli.common import non_negative_float, positive_int
+from chalklm.cli.common import non_negative_float, positive_int, seed, utf8_text
 
 DEFAULT_CANDIDATES = 5
 
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    help="end a sample when it writes TEXT (not printed); may be repeated")
     p.add_argument("--num-samples", type=positive_int, default=1,
                    help="independent continuations of the same prompt (default: 1)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed, default=None,
                    help="seed of the random choices: same seed, same text")
     p.add_argument("--engine", choices=["torch", "scratch"], default="torch",
                    help="torch (fast) or scratch (the NumPy glass box) (default: torch)")
@@ -111,6 +111,9 @@ def run(args) -> int:
     from chalklm.generation import Controls, load, stream
 
     Controls(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)
+    utf8_text(args.prompt, "--prompt")
+    for text in args.stop or []:
+        utf8_text(text, "--stop")
     model, tokenizer = load(args.checkpoint, args.engine, args.device, args.dtype)
     if tokenizer is None:
         raise ConfigError(f"{args.checkpoint}: no tokenizer.json, so no way to read the prompt "

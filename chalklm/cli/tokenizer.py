@@ -6,7 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from chalklm.cli.common import positive_int
+from chalklm.cli.common import positive_int, read_stdin, utf8_text
+
+# what --type bpe uses when an option is not given (a char tokenizer takes none of them)
+BPE_DEFAULTS = {"vocab_size": 4096, "pattern": "gpt4", "min_frequency": 2, "special": []}
 
 
 def register(subparsers) -> None:
@@ -24,15 +27,17 @@ def register(subparsers) -> None:
                    "file; repeatable (default: shakespeare)")
     t.add_argument("--type", choices=["bpe", "char"], default="bpe",
                    help="byte-level BPE or one id per character (default: %(default)s)")
-    t.add_argument("--vocab-size", type=positive_int, default=4096,
-                   help="ids in the vocabulary, bytes and special tokens included "
-                   "(default: %(default)s)")
-    t.add_argument("--pattern", default="gpt4",
+    t.add_argument("--vocab-size", type=positive_int,
+                   help="BPE: ids in the vocabulary, bytes and special tokens included "
+                   f"(default: {BPE_DEFAULTS['vocab_size']}); a char tokenizer has one id per "
+                   "character of the text")
+    t.add_argument("--pattern",
                    help="split pattern before merging: gpt2, gpt4 or a regex (default: gpt4)")
-    t.add_argument("--special", action="append", default=[], metavar="TOKEN",
+    t.add_argument("--special", action="append", metavar="TOKEN",
                    help="a special token such as '<|endoftext|>' (repeatable)")
-    t.add_argument("--min-frequency", type=positive_int, default=2,
-                   help="stop when no pair occurs this often (default: %(default)s)")
+    t.add_argument("--min-frequency", type=positive_int,
+                   help="stop when no pair occurs this often "
+                   f"(default: {BPE_DEFAULTS['min_frequency']})")
     t.add_argument("--out", required=True, help="where to write the tokenizer JSON file")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -67,10 +72,24 @@ def _training_texts(names: list[str]) -> list[str]:
     return texts
 
 
+def _bpe_options(args) -> dict:
+    """The BPE options, defaults filled in; given with --type char, they are an error
+    (a char tokenizer's size is the text's number of distinct characters)."""
+    from chalklm.errors import ConfigError
+
+    given = {k: getattr(args, k) for k in BPE_DEFAULTS if getattr(args, k) is not None}
+    if args.type == "char" and given:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{names}: BPE options, but --type char makes one id per distinct "
+                          "character of the text; leave them out or use --type bpe")
+    return BPE_DEFAULTS | given
+
+
 def run_train(args) -> int:
     from chalklm.errors import ChalkError
     from chalklm.tokenizers import BPETokenizer, CharTokenizer
 
+    options = _bpe_options(args)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ChalkError(f"{out} exists; pass --force to overwrite it or choose another --out")
@@ -81,8 +100,9 @@ def run_train(args) -> int:
         tok = CharTokenizer("".join(texts))
     else:
         tok = BPETokenizer.train(
-            texts, args.vocab_size, pattern=args.pattern, special_tokens=args.special,
-            min_frequency=args.min_frequency, progress=not args.no_progress,
+            texts, options["vocab_size"], pattern=options["pattern"],
+            special_tokens=options["special"], min_frequency=options["min_frequency"],
+            progress=not args.no_progress,
         )
     seconds = time.perf_counter() - start
     tok.save(out)
@@ -100,8 +120,8 @@ def _read_text(args) -> str:
     if args.file:
         return read_text_file(args.file)
     if args.text is not None and args.text != "-":
-        return args.text
-    return sys.stdin.read()
+        return utf8_text(args.text, "the text argument")
+    return read_stdin()
 
 
 def _encode(args):
@@ -137,7 +157,7 @@ def run_decode(args) -> int:
     from chalklm.tokenizers import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
-    words = args.ids or sys.stdin.read().replace(",", " ").split()
+    words = args.ids or read_stdin().replace(",", " ").split()
     try:
         ids = [int(w) for w in words]
     except ValueError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chalklm.cli.common import positive_int
+from chalklm.cli.common import positive_int, seed
 from chalklm.errors import ConfigError
 
 
@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, help="optimizer steps to run")
     p.add_argument("--time-budget", help="stop cleanly after this long, e.g. 5m, 300s, 1h")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--force", action="store_true",
+                   help="train into an --out that is not empty and not a chalklm run, or "
+                        "start a run's folder over (its best/, last/, metrics.jsonl, loss.png "
+                        "and sample.txt are replaced)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"],
                    help="where to train; auto: a CUDA GPU if PyTorch sees one, else the CPU")
     p.add_argument("--dtype", choices=["fp32", "bf16", "auto"],
@@ -38,7 +42,7 @@ def register(subparsers) -> None:
                         "CPU this needs a C++ compiler")
     p.add_argument("--engine", choices=["torch", "scratch"],
                    help="torch (fast) or scratch (the NumPy glass box: slow but visible)")
-    p.add_argument("--seed", type=int,
+    p.add_argument("--seed", type=seed,
                    help="seeds the weights, the batches and dropout: same seed, same run")
     p.add_argument("--no-progress", action="store_true",
                    help="show no progress (by default a bar on a terminal; piped to a file, "
@@ -71,7 +75,7 @@ def run(args) -> int:
         max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
         compile=args.compile, engine=args.engine, seed=args.seed,
     )
-    trainer = Trainer(model_keys, cfg, resume=args.resume)
+    trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force)
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         sample = summary.pop("sample", "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from chalklm.cli.common import non_negative_float, positive_int
+from chalklm.cli.common import non_negative_float, positive_int, read_stdin, utf8_text
 from chalklm.errors import ConfigError, DataError
 from chalklm.files import write_atomic
 
@@ -83,13 +83,13 @@ def _input_sentences(args) -> list[str]:
     if args.sentences and args.file:
         raise ConfigError("give sentences as arguments or --file, not both")
     if args.sentences:
-        return list(args.sentences)
+        return [utf8_text(s, f"sentence {i + 1}") for i, s in enumerate(args.sentences)]
     if args.file:
         return read_lines(args.file)
     if sys.stdin.isatty():
         raise ConfigError("nothing to translate: give a sentence, --file FILE, or pipe "
                           "sentences in (one a line)")
-    return sys.stdin.read().splitlines()
+    return read_stdin().splitlines()
 
 
 def run_translate(args) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from chalklm import checkpoint
 from chalklm.config import GPTConfig
 from chalklm.errors import CheckpointError, ConfigError
+from chalklm.files import settle
 from chalklm.interop.gpt2 import config_from_gpt2, config_to_gpt2, from_gpt2_state, to_gpt2_state
 from chalklm.interop.tokenizer import load_hf_tokenizer, save_hf_tokenizer
 
@@ -82,6 +83,7 @@ def export_hf(source, out, force: bool = False) -> Result:
         tensors = {name: np.ascontiguousarray(a) for name, a in weights.items()}
         # transformers reads safetensors files tagged as torch's ("pt").
         save_file(tensors, str(tmp / HF_SAFETENSORS_FILE), metadata={"format": "pt"})
+        settle(tmp / HF_SAFETENSORS_FILE)
         hf_config = config_to_gpt2(config, bos_token_id=bos, eos_token_id=eos)
         (tmp / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=1) + "\n")
         if tokenizer is None:

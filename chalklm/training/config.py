@@ -25,6 +25,7 @@ from chalklm.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = "shakespeare_char"
 MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
+MAX_SEED = 2**63 - 1  # seeds torch and NumPy both take (torch adds the process rank)
 
 
 @dataclass
@@ -72,6 +73,9 @@ class TrainConfig:
         for key in ("warmup_steps", "decay_steps", "weight_decay", "grad_clip", "sample_tokens"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63-1), "
+                              f"got {self.seed}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be above 0, got {self.learning_rate}")
         if not 0 <= self.min_lr <= self.learning_rate:
@@ -188,6 +192,11 @@ def parse_toml(path: Path) -> dict[str, object]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}; a config is UTF-8 "
+                          "text (convert it, e.g. with iconv -t UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def flatten_tables(path: Path, data: dict, tables, check) -> dict[str, object]:

@@ -20,11 +20,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from chalklm.checkpoint import TRAINER_STATE_FILE, load_checkpoint, save_checkpoint
+from chalklm.checkpoint import load_checkpoint, save_checkpoint
 from chalklm.config import GPTConfig
 from chalklm.data.batches import TokenBatches, load_tokens
 from chalklm.errors import ChalkError, ConfigError
 from chalklm.files import write_atomic
+from chalklm.training import run_folder
 from chalklm.training.config import TrainConfig
 from chalklm.training.distributed import Distributed
 from chalklm.training.progress import progress_display
@@ -109,15 +110,18 @@ def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
 
 
 class Trainer:
-    """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict."""
+    """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict.
+    `force`: train into a folder that is not a run, or start a run's folder over."""
 
-    def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False):
+    def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False,
+                 force: bool = False):
         self.cfg, self.out = cfg, Path(cfg.out)
-        self._check_out_folder(resume)
+        run_folder.check(cfg.out, resume, force)
         self.device, self.dtype = self._device_and_dtype()
         self.dist = Distributed.from_env(self.device)
         if self.dist.enabled and self.device.startswith("cuda"):
             self.device = self.dist.device  # one GPU per process: cuda:<local rank>
+        self._claim_out_folder(resume)
         checkpoint = load_checkpoint(self.out / "last") if resume else None
         self.tokenizer = checkpoint.tokenizer if resume else build_tokenizer(cfg.tokenizer,
                                                                            cfg.data)
@@ -136,14 +140,11 @@ class Trainer:
         if resume:
             self._restore(checkpoint)
 
-    def _check_out_folder(self, resume: bool) -> None:
-        last = self.out / "last"
-        if resume and not (last / TRAINER_STATE_FILE).is_file():
-            raise ConfigError(f"--resume: {last} holds no resumable checkpoint; "
-                              "start a new run without --resume")
-        if not resume and (last.exists() or (self.out / "best").exists()):
-            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it "
-                              "or choose another --out (nothing was overwritten)")
+    def _claim_out_folder(self, resume: bool) -> None:
+        """Before any work: the folder is made, tidied and marked (see run_folder)."""
+        if self.dist.is_main:
+            run_folder.claim(self.cfg.out, resume)
+        self.dist.barrier()
 
     def _device_and_dtype(self) -> tuple[str, str]:
         if self.cfg.engine == "scratch":
@@ -223,8 +224,6 @@ class Trainer:
 
     def run(self, progress: bool = True) -> dict:
         """Train, evaluate, save; `progress=False` shows no progress (`--no-progress`)."""
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
         # time kept back for the final evaluation; the same on every process, so all stop
         # at the same step
         self.reserve_s = self.dist.max(self._estimate_eval_seconds() + FINAL_EVAL_MARGIN_S)

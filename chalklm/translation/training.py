@@ -34,6 +34,7 @@ from chalklm.data.parallel import (
 from chalklm.errors import CheckpointError, ConfigError
 from chalklm.files import write_atomic
 from chalklm.scratch.nn import Module
+from chalklm.training import run_folder
 from chalklm.training.distributed import Distributed
 from chalklm.training.engines import TorchEngine, decay_groups
 from chalklm.training.report import MetricsLog
@@ -231,11 +232,13 @@ class ScratchTranslationEngine(ScratchEngine):
 class TranslationTrainer(Trainer):
     """The GPT's Trainer with sentence pairs, the Transformer and the paper's recipe."""
 
-    def __init__(self, model_keys: dict, cfg: TranslationTrainConfig, resume: bool = False):
+    def __init__(self, model_keys: dict, cfg: TranslationTrainConfig, resume: bool = False,
+                 force: bool = False):
         self.cfg, self.out = cfg, Path(cfg.out)
-        self._check_out_folder(resume)
+        run_folder.check(cfg.out, resume, force)
         self.device, self.dtype = self._device_and_dtype()
         self.dist = Distributed.from_env(self.device)
+        self._claim_out_folder(resume)
         checkpoint = load_checkpoint(self.out / "last") if resume else None
         train_pairs, val_pairs = load_pairs(cfg)
         self.val_pairs = val_pairs
@@ -353,7 +356,7 @@ def run_cli(args) -> int:
         max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
         compile=args.compile, engine=args.engine, seed=args.seed, **file_flags(args),
     )
-    trainer = TranslationTrainer(model_keys, cfg, resume=args.resume)
+    trainer = TranslationTrainer(model_keys, cfg, resume=args.resume, force=args.force)
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         print(f"\n--- translations ---\n{summary.pop('sample', '')}\n---")
