@@ -267,6 +267,7 @@ def main():
     suffix += "_glibc_default_malloc" if args.glibc_default_malloc else ""
     suffix += "_hf_own_process" if args.hf_own_process else ""
     out = Path(__file__).parent / "results" / f"train_throughput{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results/
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
 
