@@ -13,6 +13,9 @@ Encoding the same files with the same vocabulary: MB/s of chalklm (first call, c
   on the second half (its words partly new), against tiktoken on that half: the rate
   on new text of the same kind. And
   encode_batch on all cores against one core, and against a thread pool.
+One long chunk (a run of 100,000 and of 1,000,000 letters, which the pattern cannot
+  split): the time ratio of the two (goal: under 40; the heap merge is O(n log n), a
+  quadratic merge loop would take 100x).
 Peak memory (--big): training on a ~100 MB corpus (the data repeated), each trainer in
   its own process, read from the kernel's peak resident size (goal: under 3 GB).
   chalklm gets the whole text as one string; tokenizers gets its lines (given one
@@ -217,6 +220,18 @@ def unseen_seconds(tok, text: str, tiktoken_enc, repeats: int = 3):
     return min(ours), min(theirs), len(unseen.encode("utf-8")) / 1e6
 
 
+def long_chunk_table(tokenizers, sizes=(100_000, 1_000_000)):
+    """Seconds to encode one chunk of `n` equal letters, for each n, and their ratio."""
+    tok = next(iter(tokenizers.values()))
+    seconds = {}
+    for n in sizes:
+        seconds[n] = best_of_each({"chalklm": lambda: tok.encode("a" * n)})["chalklm"]  # noqa: B023
+    row = {f"seconds_{n}": s for n, s in seconds.items()}
+    row["ratio"] = seconds[sizes[-1]] / seconds[sizes[0]]
+    print_row(row, list(row))
+    return row
+
+
 def cpu_seconds(fn) -> float:
     """CPU time `fn` costs: this process (all its threads) and the child processes it
     waited for. Unlike the wall clock, other programs' load hardly changes it."""
@@ -361,6 +376,8 @@ def main() -> None:
     results["encoding"] = encoding_table(texts, tokenizers)
     print("== encode_batch ==")
     results["encode_batch"] = batch_table(texts, tokenizers)
+    print("== one long chunk (10x the letters: near-linear is about 10x the time) ==")
+    results["long_chunk"] = long_chunk_table(tokenizers)
     if args.big and not args.encode_only:
         print(f"== peak memory, training on ~{args.big_mb} MB ==")
         results["peak_memory"] = peak_memory_table(texts, args.big_mb, 4096)

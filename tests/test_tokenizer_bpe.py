@@ -2,7 +2,6 @@
 
 import json
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -131,15 +130,13 @@ def test_heap_merge_equals_scan_merge(tok, text):
     assert merge_long(ids, tok._pair_table) == merge_short(list(ids), tok._pair_table)
 
 
-def test_million_characters_encode_in_near_linear_time(tok):
-    """A single million-letter chunk: the heap merge makes it O(n log n), not O(n^2)."""
-    timings = {}
+def test_a_million_letter_chunk_encodes_and_decodes(tok):
+    """A single million-letter chunk goes through the heap merge (O(n log n); its time
+    against 100,000 letters is measured by benchmarks/tokenizer.py, not asserted here)."""
     for n in (100_000, 1_000_000):
-        start = time.perf_counter()
         ids = tok.encode("a" * n)
-        timings[n] = time.perf_counter() - start
         assert tok.decode(ids) == "a" * n and len(ids) < n / 4
-    assert timings[1_000_000] < 40 * timings[100_000]  # 10x input: quadratic would be 100x
+        assert ids == merge_long(list(b"a" * n), tok._pair_table)
     assert tok.decode(tok.encode(" " * 200_000)) == " " * 200_000
 
 
