@@ -12,6 +12,13 @@ from dataclasses import dataclass, fields
 from chalklm.errors import ConfigError
 
 POSITIONAL_KINDS = ("learned", "sinusoidal")
+# The GPT also takes "rope": rotary positions, which turn queries and keys instead of adding
+# a vector to x (Llama's); the encoder-decoder Transformer keeps the two above.
+GPT_POSITIONAL_KINDS = (*POSITIONAL_KINDS, "rope")
+NORMS = ("layernorm", "rmsnorm")  # LayerNorm (GPT-2's) or RMSNorm (Llama's)
+# The MLP: "gelu" is GPT-2's proj(activation(fc(x))) with `activation`; "swiglu" is Llama's
+# gated proj(silu(gate(x)) * fc(x)).
+MLPS = ("gelu", "swiglu")
 # The MLP's activation: "gelu" is GELU's tanh form (GPT-2's), "gelu_exact" is x * Phi(x)
 # with the normal distribution's Phi computed from erf (as written in the GELU paper; on
 # CPUs it is the faster one: PyTorch's tanh kernel is slow), "relu" is max(0, x) (the
@@ -27,19 +34,44 @@ def _positive_ints(config, names):
 
 
 def _check_activation(config):
-    if config.activation not in ACTIVATIONS:
-        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                          f"got {config.activation!r}")
+    _check_choice(config, "activation", ACTIVATIONS)
 
 
-def _check_common(config):
+def _check_modern(config):
+    """The Llama-family switches: known choices, and heads that can share keys and values."""
+    _check_choice(config, "norm", NORMS)
+    _check_choice(config, "mlp", MLPS)
+    if config.ffn_dim is not None:
+        _positive_ints(config, ("ffn_dim",))
+    if config.n_kv_head is not None:
+        _positive_ints(config, ("n_kv_head",))
+        if config.n_head % config.n_kv_head:
+            raise ConfigError(f"n_head ({config.n_head}) must be a multiple of n_kv_head "
+                              f"({config.n_kv_head}): each key/value head serves a group of "
+                              "query heads of the same size")
+    for name in ("qk_norm", "bias", "tie_embeddings"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
+    for name in ("rope_theta", "norm_eps"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{name} must be a number above 0, got {value!r}")
+    if config.positional == "rope" and config.head_size % 2:
+        raise ConfigError(f"rope turns pairs of numbers, so the head size n_embd / n_head "
+                          f"must be even, got {config.head_size}")
+
+
+def _check_choice(config, name, allowed):
+    if getattr(config, name) not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, "
+                          f"got {getattr(config, name)!r}")
+
+
+def _check_common(config, positional_kinds=POSITIONAL_KINDS):
     """Checks shared by every architecture: sizes, dropout, positions, heads."""
     if not isinstance(config.dropout, (int, float)) or not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {config.dropout!r}")
-    if config.positional not in POSITIONAL_KINDS:
-        raise ConfigError(
-            f"positional must be one of {', '.join(POSITIONAL_KINDS)}, got {config.positional!r}"
-        )
+    _check_choice(config, "positional", positional_kinds)
     if config.n_embd % config.n_head != 0:
         raise ConfigError(
             f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head}): "
@@ -88,18 +120,74 @@ class GPTConfig(_Config):
     # "learned" (PositionalEmbedding) or "sinusoidal" (PositionalEncoding)
     positional: str = "learned"
     tie_embeddings: bool = True  # output layer reuses the token embedding matrix
-    activation: str = "gelu"  # the MLP's; see ACTIVATIONS
+    activation: str = "gelu"  # the "gelu" MLP's; see ACTIVATIONS
+    # The Llama-family pieces, each a switch (PRESETS["llama"] flips them all):
+    norm: str = "layernorm"  # or "rmsnorm"; see NORMS
+    norm_eps: float = 1e-5  # added to the variance (or mean square) under the square root
+    mlp: str = "gelu"  # or "swiglu"; see MLPS
+    ffn_dim: int | None = None  # the MLP's hidden width; None: 4 n_embd (gelu), 8/3 (swiglu)
+    n_kv_head: int | None = None  # key/value heads (grouped-query attention); None: n_head
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys before the scores
+    rope_theta: float = 10000.0  # the slowest rotation's period scale, positional = "rope"
 
     model_type = "gpt"
 
     def __post_init__(self):
         _positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
-        _check_common(self)
+        _check_common(self, GPT_POSITIONAL_KINDS)
         _check_activation(self)
+        _check_modern(self)
 
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """How many heads of keys and values: n_kv_head, or one per query head."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden_size(self) -> int:
+        """The MLP's hidden width. SwiGLU has three matrices where GELU's MLP has two, so its
+        default width is 8/3 n_embd (rounded up to a multiple of 8): the same parameters."""
+        if self.ffn_dim:
+            return self.ffn_dim
+        if self.mlp == "swiglu":
+            return -(-8 * self.n_embd // 3 // 8) * 8
+        return 4 * self.n_embd
+
+    @property
+    def is_gpt2(self) -> bool:
+        """True when the config uses none of the Llama-family pieces (GPT-2's design)."""
+        return (self.norm == "layernorm" and self.mlp == "gelu" and self.positional != "rope"
+                and self.kv_heads == self.n_head and not self.qk_norm)
+
+
+def default_kv_heads(n_head: int) -> int:
+    """The preset's grouped-query attention: a third of the heads carry keys and values
+    (SmolLM2: 9 heads, 3 key/value heads), else half, else all."""
+    for share in (3, 2):
+        if n_head % share == 0:
+            return n_head // share
+    return n_head
+
+
+# A preset names a combination of the switches; keys given beside it win.
+PRESETS = {
+    "gpt2": dict(norm="layernorm", positional="learned", mlp="gelu", bias=True,
+                 qk_norm=False, n_kv_head=None),
+    "llama": dict(norm="rmsnorm", positional="rope", mlp="swiglu", bias=False,
+                  qk_norm=False, n_kv_head=default_kv_heads),
+}
+
+
+def preset_keys(name: str, n_head: int) -> dict:
+    """The model keys a preset sets, for a model of n_head heads."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return {key: value(n_head) if callable(value) else value
+            for key, value in PRESETS[name].items()}
 
 
 @dataclass(frozen=True)

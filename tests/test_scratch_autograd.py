@@ -11,12 +11,17 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import chalklm.scratch as cs
 from chalklm.errors import ChalkError, ShapeError
+from chalklm.models.layers import rotate as torch_rotate
 from chalklm.scratch import Tensor
+from chalklm.scratch.attention import repeat_heads
+from chalklm.scratch.rope import rope_table, rotate
 
 IDS = np.array([[0, 3, 3], [1, -2, 4]])  # a gather with repeats (an embedding lookup)
 PICK = (np.array([0, 1, 1, 2]), np.array([3, 0, 0, 2]))  # advanced index, repeats too
 MASK = np.array([[True, False, True, False], [False, False, True, True], [True] * 4])
 TARGETS = np.array([[1, 4, 0], [2, -1, 3]])  # -1 is ignored
+ROWS = rope_table(8, 6)[2:5]  # RoPE's cos and sin for positions 2, 3, 4
+ROWS_PER_BATCH_ROW = rope_table(8, 6)[[[0, 1, 2], [3, 4, 5]]]  # (2, 3, 6): left padding
 
 # name, glass-box function, torch function, input shapes, inputs kept positive
 CASES = [
@@ -41,6 +46,15 @@ CASES = [
     ("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, [(2, 3)], False),
     ("gelu", lambda a: a.gelu(), lambda a: F.gelu(a, approximate="tanh"), [(2, 5)], False),
     ("gelu_exact", lambda a: a.gelu_exact(), F.gelu, [(2, 5)], False),
+    ("silu", lambda a: a.silu(), F.silu, [(2, 5)], False),
+    ("rope_rotate", lambda a: rotate(a, ROWS), lambda a: torch_rotate(a, torch.from_numpy(ROWS)),
+     [(2, 2, 3, 6)], False),
+    ("rope_rotate_rows", lambda a: rotate(a, ROWS_PER_BATCH_ROW),
+     lambda a: torch_rotate(a, torch.from_numpy(ROWS_PER_BATCH_ROW)), [(2, 2, 3, 6)], False),
+    ("repeat_heads", lambda a: repeat_heads(a, 3), lambda a: a.repeat_interleave(3, 1),
+     [(2, 2, 3, 4)], False),
+    ("rms_norm", lambda a: a / ((a * a).mean(axis=-1, keepdims=True) + 1e-5).sqrt(),
+     lambda a: F.rms_norm(a, (4,), eps=1e-5), [(2, 3, 4)], False),
     ("sum_all", lambda a: a.sum(), lambda a: a.sum(), [(2, 3)], False),
     ("sum_axis", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), [(2, 3, 4)], False),
     ("sum_axes_keep", lambda a: a.sum(axis=(0, 2), keepdims=True),

@@ -85,6 +85,15 @@ def check_expressible(config: GPTConfig) -> None:
             "GPT-2 cannot express bias=False: every GPT-2 Linear and LayerNorm has a bias; "
             "only models with bias=True can be exported"
         )
+    gpt2 = GPTConfig(vocab_size=config.vocab_size, n_head=config.n_head,
+                     n_embd=config.n_embd)  # the defaults are GPT-2's pieces
+    for name in ("norm", "norm_eps", "mlp", "qk_norm"):
+        if getattr(config, name) != getattr(gpt2, name):
+            raise ConfigError(f"GPT-2 cannot express {name}={getattr(config, name)!r} (a "
+                              f"Llama-family piece); GPT-2 has {name}={getattr(gpt2, name)!r}")
+    if config.kv_heads != config.n_head or config.hidden_size != 4 * config.n_embd:
+        raise ConfigError("GPT-2 cannot express n_kv_head or ffn_dim: it has a key and value "
+                          "head per query head and an MLP 4 * n_embd wide")
 
 
 def _take(state: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...]) -> np.ndarray:

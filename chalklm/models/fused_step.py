@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from chalklm.config import ACTIVATIONS
-from chalklm.models import decode_weights
+from chalklm.models import decode_weights, gpt, layers
 
 try:
     from chalklm.models import _decode
@@ -40,12 +40,23 @@ POS, TOKEN = SIZES.index("pos"), SIZES.index("token")
 
 
 def applies(model, cache) -> bool:
-    """True where the C step computes what `model(ids, cache=cache)` computes."""
+    """True where the C step computes what `model(ids, cache=cache)` computes: GPT-2's
+    pieces (not the Llama-family switches, which `_decode.c` does not compute), each module
+    of chalklm's own classes (a model whose code someone changed steps aside on its own:
+    the C step cannot know the change), float32 on a CPU, one row, no padding."""
     weight = model.token_embedding.weight
     return (_decode is not None and os.environ.get("CHALKLM_PURE_PYTHON") != "1"
+            and getattr(model, "config", None) is not None and model.config.is_gpt2
+            and all(type(m) in _STOCK for m in model.modules())
             and weight.dtype == torch.float32
             and weight.device.type == "cpu" and cache.batch == 1 and not cache.padded
             and cache.keys.dtype == torch.float32)
+
+
+# the classes whose arithmetic `_decode.c` repeats
+_STOCK = {gpt.GPT, layers.Block, layers.MultiHeadAttention, layers.SelfAttention, layers.MLP,
+          layers.LayerNorm, layers.Linear, layers.Dropout, layers.PositionalEmbedding,
+          layers.PositionalEncoding, torch.nn.Embedding, torch.nn.ModuleList}
 
 
 def threads() -> int:

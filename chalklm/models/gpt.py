@@ -17,10 +17,11 @@ from chalklm.models import decode_weights
 from chalklm.models.layers import (
     Block,
     Dropout,
-    LayerNorm,
     Linear,
     PositionalEmbedding,
     PositionalEncoding,
+    RotaryEmbedding,
+    norm_for,
 )
 from chalklm.models.loss import cross_entropy
 
@@ -35,15 +36,14 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(config.vocab_size, C)
         if config.positional == "learned":
             self.position_embedding = PositionalEmbedding(config.block_size, C)
-        else:
+        elif config.positional == "sinusoidal":
             self.position_encoding = PositionalEncoding(config.block_size, C)
+        else:  # "rope": no vector added to x; each block turns its queries and keys
+            self.rope = RotaryEmbedding(config.block_size, config.head_size, config.rope_theta)
         self.dropout = Dropout(config.dropout)
-        self.blocks = nn.ModuleList(
-            Block(C, config.n_head, config.bias, config.dropout, fused_attention,
-                  config.activation)
-            for _ in range(config.n_layer)
-        )
-        self.ln_f = LayerNorm(C, config.bias)
+        self.blocks = nn.ModuleList(Block(config, fused_attention)
+                                    for _ in range(config.n_layer))
+        self.ln_f = norm_for(config)
         self.lm_head = None if config.tie_embeddings else Linear(C, config.vocab_size, bias=False)
         self._init_weights()
 
@@ -62,9 +62,12 @@ class GPT(nn.Module):
                 nn.init.normal_(param, std=0.02)
 
     def positions(self, T: int) -> torch.Tensor:
+        """Vectors added to x (learned or sinusoidal), or for RoPE the rotary table's rows."""
         if self.config.positional == "learned":
             return self.position_embedding(T)
-        return self.position_encoding(T)
+        if self.config.positional == "sinusoidal":
+            return self.position_encoding(T)
+        return self.rope(T)
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
         """With `cache` (a `kv_cache.KVCache`, for generation), ids are only the new tokens,
@@ -75,15 +78,19 @@ class GPT(nn.Module):
             raise ShapeError(f"{start + T} tokens is more than block_size "
                              f"{self.config.block_size}")
         if cache is None:
-            x = self.dropout(self.token_embedding(ids) + self.positions(T))
-            for block in self.blocks:
-                x = block(x)
-        else:
-            x = self.token_embedding(ids) + cache.begin(T, self.positions(self.config.block_size))
-            for block, layer_cache in zip(self.blocks, cache.layers):
-                x = block(x, layer_cache)
+            positions = self.positions(T)
+        else:  # generating: these tokens sit at columns start..start+T-1 of the cache
+            positions = cache.begin(T, self.positions(self.config.block_size))
+        rope = positions if self.config.positional == "rope" else None
+        x = self.token_embedding(ids)
+        if rope is None:
+            x = x + positions
+        x = self.dropout(x)
+        for i, block in enumerate(self.blocks):  # each layer adds their keys and values
+            x = block(x, None if cache is None else cache.layers[i], rope)
+        if cache is not None:
             cache.advance(T)
-            x = x[:, -1:]
+            x = x[:, -1:]  # only the last token's scores are needed to pick the next
         x = self.ln_f(x)
         if self.lm_head is not None:
             logits = self.lm_head(x)

@@ -44,7 +44,8 @@ class KVCache:
     def __init__(self, config, batch: int, max_len: int | None = None,
                  dtype: torch.dtype = torch.float32, device="cpu"):
         self.max_len = max_len or config.block_size
-        shape = (config.n_layer, batch, config.n_head, self.max_len, config.n_embd // config.n_head)
+        # grouped-query attention: only the n_kv_head heads of keys and values are kept
+        shape = (config.n_layer, batch, config.kv_heads, self.max_len, config.head_size)
         # empty, not zeros: a column is always written before anything reads it
         self.keys = torch.empty(shape, dtype=dtype, device=device)
         self.values = torch.empty(shape, dtype=dtype, device=device)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chalklm.models import decode_weights
+from chalklm.scratch.rope import rope_table
 
 
 class Linear(nn.Module):
@@ -64,6 +65,26 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], self.scale, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """`x / sqrt(mean(x^2) + eps) * scale` over the last axis (Llama's; no centering, no bias)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, x.shape[-1:], self.scale, self.eps)
+
+
+def norm_for(config, dim: int | None = None) -> nn.Module:
+    """The block's normalisation, as `config.norm` picks: LayerNorm or RMSNorm."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return LayerNorm(dim, config.bias, config.norm_eps)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -131,10 +152,41 @@ class PositionalEncoding(nn.Module):
         return self.table[:T]
 
 
+class RotaryEmbedding(nn.Module):
+    """Rotary positions: the table of cos and sin of every position's angles
+    (chalklm/scratch/rope.py `rope_table`), not trained, so not in the state dict."""
+
+    def __init__(self, block_size: int, head_size: int, theta: float = 10000.0):
+        super().__init__()
+        self.register_buffer("table", torch.from_numpy(rope_table(block_size, head_size, theta)),
+                             persistent=False)
+
+    def forward(self, T: int) -> torch.Tensor:
+        return self.table[:T]
+
+
+def rotate(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Turn every pair (x[i], x[i + hs/2]) of x (B, H, T, hs) by its angle; rows (T or
+    B x T, hs) hold cos then sin (as chalklm/scratch/rope.py `rotate`)."""
+    if rows.ndim == 3:  # per batch row (left-padded prompts): broadcast over the heads
+        rows = rows[:, None]
+    half = x.shape[-1] // 2
+    cos, sin = rows[..., :half].to(x.dtype), rows[..., half:].to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def repeat_heads(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, Hkv, T, hs) -> (B, Hkv * group, T, hs): query head h reads key/value head
+    h // group (grouped-query attention)."""
+    return x if group == 1 else x.repeat_interleave(group, dim=1)
+
+
 class SelfAttention(nn.Module):
     """Scaled dot-product attention over already-split heads: `softmax(q @ k.T / sqrt(hs)) @ v`.
 
-    q (B, H, Tq, hs), k and v (B, H, Tk, hs). `causal` hides later positions (GPT);
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs), or fewer heads of k and v (grouped-query
+    attention: each serves H / their heads query heads). `causal` hides later positions (GPT);
     `padding_mask` (B, Tk), True where a key is padding, hides those keys (the
     Transformer's encoder and its CrossAttention, where k and v come from another
     sequence). `fused=True` calls PyTorch's fused kernel; `fused=False` spells out the
@@ -160,8 +212,10 @@ class SelfAttention(nn.Module):
                          and q.shape[-2] == k.shape[-2])
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=None if is_causal else mask, dropout_p=p,
-                is_causal=is_causal,
+                is_causal=is_causal, enable_gqa=k.shape[1] != q.shape[1],
             )
+        group = q.shape[1] // k.shape[1]
+        k, v = repeat_heads(k, group), repeat_heads(v, group)
         T = q.shape[-2]
         if keep is None and padding_mask is None and causal and k.shape[-2] == T and \
                 T >= self.halves_from and T % 2 == 0:
@@ -226,31 +280,43 @@ class MultiHeadAttention(nn.Module):
 
     `forward(x)` is self-attention; `forward(x, context=memory)` takes keys and values
     from another sequence (the Transformer's CrossAttention reuses this class as is).
+    `n_kv_head` < n_head: grouped-query attention (key and value n_kv_head * hs wide);
+    `qk_norm`: RMSNorm q_norm and k_norm over each head's numbers.
     """
 
     def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
-                 causal: bool = True, fused: bool = True):
+                 causal: bool = True, fused: bool = True, n_kv_head: int | None = None,
+                 qk_norm: bool = False, norm_eps: float = 1e-5):
         super().__init__()
-        self.n_head = n_head
+        self.n_head, self.n_kv_head = n_head, n_kv_head or n_head
+        self.head_size = n_embd // n_head
         self.causal = causal
         self.query = Linear(n_embd, n_embd, bias)
-        self.key = Linear(n_embd, n_embd, bias)
-        self.value = Linear(n_embd, n_embd, bias)
+        self.key = Linear(n_embd, self.n_kv_head * self.head_size, bias)
+        self.value = Linear(n_embd, self.n_kv_head * self.head_size, bias)
+        self.q_norm = RMSNorm(self.head_size, norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_size, norm_eps) if qk_norm else None
         self.attention = SelfAttention(dropout, fused)
         self.proj = Linear(n_embd, n_embd, bias)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, heads * hs) -> (B, heads, T, hs)."""
         B, T, C = x.shape
-        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        return x.view(B, T, C // self.head_size, self.head_size).transpose(1, 2)
 
-    def forward(self, x, context=None, padding_mask=None, cache=None) -> torch.Tensor:
+    def forward(self, x, context=None, padding_mask=None, cache=None, rope=None) -> torch.Tensor:
         """`cache` (a `kv_cache.LayerCache`, generation only): x holds just the new tokens;
-        their keys and values join the cached ones and the queries attend over all."""
+        their keys and values join the cached ones and the queries attend over all.
+        `rope`: the rotary table's rows for these tokens' positions."""
         q, k, v = (self.split_heads(t) for t in self.project(x, context))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         if cache is None:
             y = self.attention(q, k, v, causal=self.causal and context is None,
                                padding_mask=padding_mask)
-        else:
+        else:  # the cache keeps n_kv_head heads: the shared ones, once
             k, v = cache.store(k, v)  # in the cache's dtype, which may be wider than x's
             y = self.attention(q.to(k.dtype), k, v, keep=cache.keep).to(x.dtype)
         B, _, T, _ = y.shape
@@ -268,7 +334,7 @@ class MultiHeadAttention(nn.Module):
         layers = (self.query, self.key, self.value)
         if context is None and decode_weights.applies(x):  # one token per sequence, CPU
             joined = decode_weights.product(x, *decode_weights.packed(self, layers))
-            return joined.split(x.shape[-1], dim=-1)
+            return joined.split([layer.weight.shape[1] for layer in layers], dim=-1)
         if not self.training:
             source = x if context is None else context
             return tuple(layer(s) for layer, s in zip(layers, (x, source, source)))
@@ -289,32 +355,43 @@ class MLP(nn.Module):
     """The feed-forward part of a block: `proj(activation(fc(x)))`, wider in the middle.
 
     GPT-2: 4 * n_embd wide, GELU (tanh form; the default). The original Transformer:
-    ffn_dim wide, ReLU. `activation` is one of chalklm.config.ACTIVATIONS."""
+    ffn_dim wide, ReLU. `activation` is one of chalklm.config.ACTIVATIONS.
+    `gated=True` is Llama's SwiGLU: `proj(silu(gate(x)) * fc(x))`."""
 
     def __init__(self, n_embd: int, bias: bool = True, hidden: int | None = None,
-                 activation: str = "gelu"):
+                 activation: str = "gelu", gated: bool = False):
         super().__init__()
         hidden = hidden or 4 * n_embd
+        self.gate = Linear(n_embd, hidden, bias) if gated else None
         self.fc = Linear(n_embd, hidden, bias)
         self.proj = Linear(hidden, n_embd, bias)
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(ACTIVATE[self.activation](self.fc(x)))
+        if self.gate is None:
+            return self.proj(ACTIVATE[self.activation](self.fc(x)))
+        # while training, gate and fc read x in one product (as MultiHeadAttention.project)
+        gate, up = joint_linear((self.gate, self.fc), x) if self.training else \
+            (self.gate(x), self.fc(x))
+        return self.proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
-    """A pre-norm residual block (GPT-2): `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`."""
+    """A pre-norm residual block (GPT-2): `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+    Built from a GPTConfig: its norm, attention heads and MLP are the config's switches."""
 
-    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0,
-                 fused: bool = True, activation: str = "gelu"):
+    def __init__(self, config, fused: bool = True):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias)
-        self.attn = MultiHeadAttention(n_embd, n_head, bias, dropout, causal=True, fused=fused)
-        self.ln_2 = LayerNorm(n_embd, bias)
-        self.mlp = MLP(n_embd, bias, activation=activation)
-        self.dropout = Dropout(dropout)
+        C = config.n_embd
+        self.ln_1 = norm_for(config)
+        self.attn = MultiHeadAttention(C, config.n_head, config.bias, config.dropout,
+                                       causal=True, fused=fused, n_kv_head=config.n_kv_head,
+                                       qk_norm=config.qk_norm, norm_eps=config.norm_eps)
+        self.ln_2 = norm_for(config)
+        self.mlp = MLP(C, config.bias, config.hidden_size, config.activation,
+                       gated=config.mlp == "swiglu")
+        self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_1(x), cache=cache))
+    def forward(self, x: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_1(x), cache=cache, rope=rope))
         return x + self.dropout(self.mlp(self.ln_2(x)))

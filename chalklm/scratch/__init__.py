@@ -2,11 +2,12 @@
 
 Read in this order:
   autograd.py    `Tensor` and every operation, each derivative beside its forward
-  nn.py          Module, Linear, Embedding, LayerNorm, Dropout, Sequential
+  nn.py          Module, Linear, Embedding, LayerNorm, RMSNorm, Dropout, Sequential
   optim.py       SGD, AdamW, clip_grad_norm
   models.py      the article's first network and first language model; GPT
   attention.py   SelfAttention (causal mask, softmax), MultiHeadAttention
   positional.py  PositionalEmbedding (learned), PositionalEncoding (sine waves)
+  rope.py        rotary positions (RoPE): queries and keys turned pair by pair
   block.py       MLP and the residual Block
   gpt.py         GPT, built from the pieces above (re-exported by models.py)
 Nothing here imports torch.
@@ -29,6 +30,7 @@ from chalklm.scratch.autograd import (
     no_grad,
     relu,
     sigmoid,
+    silu,
     softmax,
     sqrt,
     stack,
@@ -54,6 +56,7 @@ __all__ = [
     "no_grad",
     "relu",
     "sigmoid",
+    "silu",
     "softmax",
     "sqrt",
     "stack",

@@ -361,6 +361,18 @@ class Tensor:
         out._backward = backward
         return out
 
+    def silu(self) -> Tensor:
+        """SiLU (also called swish), the gate of Llama's SwiGLU: x * sigmoid(x)."""
+        a, x = self, self.data
+        s = 0.5 * (1 + np.tanh(0.5 * x))  # sigmoid, as in `sigmoid`
+        out = Tensor._result(x * s, (a,), "silu")
+
+        def backward(grad):
+            a._add_grad((s + x * s * (1 - s)) * grad)  # product rule: s + x s (1 - s)
+
+        out._backward = backward
+        return out
+
     def gelu_exact(self) -> Tensor:
         """GELU as its paper defines it: x * Phi(x), Phi the standard normal distribution's
         cumulative probability, Phi(x) = 0.5 (1 + erf(x / sqrt(2)))."""
@@ -782,6 +794,10 @@ def sigmoid(x) -> Tensor:
 
 def gelu(x) -> Tensor:
     return _as_tensor(x).gelu()
+
+
+def silu(x) -> Tensor:
+    return _as_tensor(x).silu()
 
 
 def gelu_exact(x) -> Tensor:

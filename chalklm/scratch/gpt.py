@@ -16,8 +16,9 @@ from chalklm.errors import ShapeError
 from chalklm.scratch import autograd
 from chalklm.scratch.autograd import Tensor, cross_entropy
 from chalklm.scratch.block import Block
-from chalklm.scratch.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from chalklm.scratch.nn import Dropout, Embedding, Linear, Module, ModuleList, norm_for
 from chalklm.scratch.positional import PositionalEmbedding, PositionalEncoding
+from chalklm.scratch.rope import RotaryEmbedding
 
 
 class GPT(Module):
@@ -34,14 +35,13 @@ class GPT(Module):
         self.token_embedding = Embedding(config.vocab_size, C)
         if config.positional == "learned":
             self.position_embedding = PositionalEmbedding(config.block_size, C)
-        else:
+        elif config.positional == "sinusoidal":
             self.position_encoding = PositionalEncoding(config.block_size, C)
+        else:  # "rope": no vector added to x; each block turns its queries and keys
+            self.rope = RotaryEmbedding(config.block_size, config.head_size, config.rope_theta)
         self.dropout = Dropout(config.dropout)
-        self.blocks = ModuleList(
-            Block(C, config.n_head, config.bias, config.dropout, config.activation)
-            for _ in range(config.n_layer)
-        )
-        self.ln_f = LayerNorm(C, bias=config.bias)
+        self.blocks = ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = norm_for(config)
         self.lm_head = None if config.tie_embeddings else Linear(C, config.vocab_size, bias=False)
         self._init_weights()
 
@@ -60,9 +60,13 @@ class GPT(Module):
                 p.data[...] = autograd.rng().normal(0.0, std, size=p.shape)
 
     def positions(self, T: int) -> Tensor:
+        """What marks the first T positions: vectors added to x (learned or sinusoidal), or
+        for RoPE the rotary table's rows (angles the blocks turn queries and keys by)."""
         if self.config.positional == "learned":
             return self.position_embedding(T)
-        return self.position_encoding(T)
+        if self.config.positional == "sinusoidal":
+            return self.position_encoding(T)
+        return self.rope(T)
 
     def forward(self, ids, targets=None, cache=None) -> tuple[Tensor, Tensor | None]:
         """With `cache` (a `kv_cache.KVCache`, for generation), ids are only the new tokens,
@@ -76,12 +80,16 @@ class GPT(Module):
             raise ShapeError(f"{start + T} tokens is more than block_size "
                              f"{self.config.block_size}")
         if cache is None:
-            x = self.dropout(self.token_embedding(ids) + self.positions(T))
+            positions = self.positions(T)
         else:  # generating: these tokens sit at columns start..start+T-1 of the cache
             positions = cache.begin(T, self.positions(self.config.block_size))
-            x = self.token_embedding(ids) + positions
+        rope = positions if self.config.positional == "rope" else None
+        x = self.token_embedding(ids)
+        if rope is None:
+            x = x + positions
+        x = self.dropout(x)
         for i, block in enumerate(self.blocks):  # each layer adds their keys and values
-            x = block(x) if cache is None else block(x, cache.layers[i])
+            x = block(x, None if cache is None else cache.layers[i], rope)
         if cache is not None:
             cache.advance(T)
             x = x[:, -1:]  # only the last token's scores are needed to pick the next

@@ -10,7 +10,7 @@ cached key.
 
 What the cache holds, for every layer, is two arrays of shape
 
-    (batch, heads, max_len, head_size)      keys[layer], values[layer]
+    (batch, kv_heads, max_len, head_size)      keys[layer], values[layer]
 
 filled from the left: column t holds the key (or value) vector, for every head, of the
 token at column t. `length` says how many columns are filled. Nothing else is kept: not
@@ -90,7 +90,8 @@ class KVCache:
 
     def __init__(self, config, batch: int, max_len: int | None = None, dtype=np.float32):
         self.max_len = max_len or config.block_size
-        shape = (config.n_layer, batch, config.n_head, self.max_len, config.n_embd // config.n_head)
+        # grouped-query attention: only the n_kv_head heads of keys and values are kept
+        shape = (config.n_layer, batch, config.kv_heads, self.max_len, config.head_size)
         self.keys = np.zeros(shape, dtype=dtype)
         self.values = np.zeros(shape, dtype=dtype)
         self.layers = [LayerCache(self.keys[i], self.values[i])

@@ -205,6 +205,31 @@ class LayerNorm(Module):
         return y + self.bias if self.bias is not None else y
 
 
+class RMSNorm(Module):
+    """LayerNorm without the centering and the bias (Llama's): divide each vector by its
+    root mean square, then apply a learned scale.
+
+    x / sqrt(mean(x^2) + eps) * scale, over the last axis. One mean instead of two, and
+    measured in large models to train as well as LayerNorm.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        self.eps = eps
+        self.scale = Parameter(np.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean_square = (x * x).mean(axis=-1, keepdims=True)
+        return x / (mean_square + self.eps).sqrt() * self.scale
+
+
+def norm_for(config, dim: int | None = None) -> Module:
+    """The block's normalisation, as `config.norm` picks: LayerNorm or RMSNorm."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return LayerNorm(dim, config.norm_eps, bias=config.bias)
+
+
 class Dropout(Module):
     """During training, zero a random fraction p of the numbers (and scale up the rest)."""
 

@@ -18,13 +18,14 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-from chalklm.config import GPTConfig
+from chalklm.config import GPTConfig, preset_keys
 from chalklm.errors import ConfigError
 
 # Inside the package, so an installed chalklm (a wheel, not the source folder) finds them.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = "shakespeare_char"
-MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
+# `preset` (chalklm.config.PRESETS) names several model keys at once; keys beside it win
+MODEL_KEYS = (*(f.name for f in fields(GPTConfig) if f.name != "vocab_size"), "preset")
 MAX_SEED = 2**63 - 1  # seeds torch and NumPy both take (torch adds the process rank)
 
 
@@ -111,6 +112,7 @@ def _field_types(cls) -> dict[str, type]:
 _TYPES = {**_field_types(GPTConfig), **_field_types(TrainConfig)}
 _TYPES["time_budget"] = str  # "5m" or a number: parse_duration checks it
 _TYPES["compile"] = bool  # or "auto": _check_type lets it through
+_TYPES.update(ffn_dim=int, n_kv_head=int, preset=str)  # (None by default: automatic)
 AUTO_COMPILE_STEPS = 2000
 AUTO_COMPILE_BUDGET_S = 120
 
@@ -222,14 +224,23 @@ def read_toml(path: Path) -> dict[str, object]:
     return flat
 
 
+def with_preset(layer: dict, below: dict) -> dict:
+    """One layer of keys (a config file, or the --set keys) with its `preset` spelled out
+    beneath the layer's own keys: a preset beats the layers below, never its own layer."""
+    layer = dict(layer)
+    name = layer.pop("preset", None)
+    if name is None:
+        return layer
+    n_head = layer.get("n_head", below.get("n_head", GPTConfig.n_head))
+    return {**preset_keys(name, n_head), **layer}
+
+
 def load_run_config(name_or_path: str = DEFAULT_CONFIG, overrides: list[str] = (),
                     **flags) -> tuple[dict, TrainConfig]:
     """(model keys dict, TrainConfig) from a config file, then `--set` overrides, then flags
     given on the command line (None means "not given"). vocab_size comes from the tokenizer."""
-    values = read_toml(config_path(name_or_path))
-    for text in overrides:
-        key, value = parse_override(text)
-        values[key] = value
+    values = with_preset(read_toml(config_path(name_or_path)), {})
+    values.update(with_preset(dict(parse_override(text) for text in overrides), values))
     for key, value in flags.items():
         if value is not None:
             values[key] = _check_type(key, value)
