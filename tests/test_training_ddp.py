@@ -2,7 +2,6 @@
 accumulating the gradients of 2 micro-batches, so both end with the same weights."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -37,12 +36,6 @@ sample_tokens = 10
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train(tmp_path, out, launcher, grad_accum):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "chalklm", "train", "--config", str(tmp_path / "tiny.toml"), "--data",
@@ -57,8 +50,10 @@ def train(tmp_path, out, launcher, grad_accum):
 def test_two_processes_match_one_process_accumulating_two(tmp_path, data_dir):
     (tmp_path / "text.txt").write_text(load_text("shakespeare")[:20_000])
     (tmp_path / "tiny.toml").write_text(TOML)
-    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-                "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    # --standalone: torchrun binds its rendezvous store to a port the system picks (port 0)
+    # and hands that store to the workers. A port found free beforehand could be taken by
+    # another program before torchrun binds it.
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     ddp = train(tmp_path, "ddp", torchrun, grad_accum=1)
     train(tmp_path, "single", [], grad_accum=2)
     assert ddp.stdout.count("validation loss") == 1  # rank 0 alone reports
