@@ -15,7 +15,8 @@ import sys
 from chalklm.errors import ChalkError, UnknownCharacterError
 
 # The subcommand modules, in the order `chalklm --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer", "translate"]
+COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer", "translate",
+                              "explain"]
 
 
 class _Parser(argparse.ArgumentParser):

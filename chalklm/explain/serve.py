@@ -1,0 +1,55 @@
+"""Running the explain server: a socket on 127.0.0.1 (a free port unless asked), uvicorn.
+
+uvicorn stops cleanly on Ctrl-C and on SIGTERM (it finishes the requests under way and
+closes the socket). The socket is bound here, before the address is printed, so the
+address printed is the one that answers, and a port already taken is one clear line.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import webbrowser
+
+from chalklm.errors import ConfigError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                          "pick another --port, or leave it out for a free one") from None
+    sock.listen(128)
+    return sock
+
+
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 0, open_browser: bool = False) -> None:
+    """Serve `app` until Ctrl-C or SIGTERM; print the address first."""
+    import uvicorn
+
+    if host not in LOCAL_HOSTS:
+        print(f"chalklm: warning: listening on {host}: anyone who can reach this machine "
+              "can use the page and its API (there is no login)", file=sys.stderr)
+    sock = bind(host, port)
+    url = address(sock)
+    print(f"chalklm explain: open {url} (Ctrl-C stops)", flush=True)
+    if open_browser:
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+    print("chalklm explain: stopped", flush=True)

@@ -1,0 +1,86 @@
+// The leaf/flower network: sliders in, every weight on its edge, every weighted sum, the
+// winner; "train one step" shows each weight's gradient and how it moved.
+import { api, el, fmt, showError } from "./ui.js";
+
+let start = null, weights = null, lastStep = null;
+const RANGES = [[0, 255, 1], [0, 255, 1], [0, 255, 1], [0, 100, 0.5]];
+
+export async function setupLeaf() {
+  start = await api("/api/leaf-flower");
+  weights = start.weights;
+  const code = start.code;
+  document.getElementById("leaf-code").textContent = `${code.network}; loss: ${code.loss}; ${code.step}`;
+  const box = document.getElementById("leaf-inputs"), first = start.examples[0].inputs;
+  document.getElementById("leaf-panel").insertBefore(el("p", { class: "muted", text: `Inputs: ${start.task.inputs.join(", ")}. The network reads each divided by its scale (${start.task.scales.join(", ")}). ${start.task.rule}.` }), box.parentNode);
+  box.replaceChildren();
+  start.task.inputs.forEach((name, i) => {
+    const [min, max, step] = RANGES[i];
+    const input = el("input", { type: "range", min, max, step, value: first[i], id: `leaf-${i}`, "aria-label": name });
+    const value = el("output", { text: first[i] });
+    input.addEventListener("input", () => { value.textContent = input.value; update(); });
+    box.append(el("label", {}, `${name}${start.task.units[i]} `, value, input));
+  });
+  box.append(el("label", {}, el("span", { class: "swatch", id: "leaf-swatch" }), " the colour"));
+  document.getElementById("leaf-step").addEventListener("click", trainStep);
+  document.getElementById("leaf-reset").addEventListener("click", () => { weights = start.weights; lastStep = null; status(""); update(); });
+  await update();
+}
+
+function inputs() { return start.task.inputs.map((_, i) => Number(document.getElementById(`leaf-${i}`).value)); }
+function status(text) { document.getElementById("leaf-status").textContent = text; }
+
+let pending = 0;
+async function update() {
+  const x = inputs(), ticket = ++pending;
+  document.getElementById("leaf-swatch").style.background = `rgb(${x[0]},${x[1]},${x[2]})`;
+  try {
+    const result = await api("/api/leaf-flower/forward", { inputs: x, weights });
+    if (ticket === pending) draw(result);
+  } catch (error) { showError(error.message); }
+}
+
+async function trainStep() {
+  try {
+    lastStep = await api("/api/leaf-flower/step", { weights });
+    weights = lastStep.weights;
+    status(`one step on ${"the training examples"}: loss ${fmt(lastStep.loss)} → ${fmt(lastStep.loss_after)}, held-out accuracy ${(100 * lastStep.accuracy).toFixed(1)}%`);
+    await update();
+  } catch (error) { showError(error.message); }
+}
+
+const NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function edge(root, [x1, y1], [x2, y2], w, grad, at = 0.5) {
+  const color = w >= 0 ? "#b2182b" : "#2166ac", width = 0.8 + 3 * Math.min(1, Math.abs(w));
+  root.append(svg("line", { x1, y1, x2, y2, stroke: color, "stroke-width": width, opacity: 0.75 }));
+  const label = grad === undefined ? fmt(w) : `${fmt(w)} (∇ ${fmt(grad)})`;
+  root.append(svg("text", { x: x1 + (x2 - x1) * at, y: y1 + (y2 - y1) * at - 3, class: "w", "font-size": 11, "text-anchor": "middle", fill: color }, label));
+}
+
+function node(root, [x, y], title, lines, highlight = false) {
+  root.append(svg("circle", { cx: x, cy: y, r: 26, fill: highlight ? "#efe4fb" : "#fff", stroke: highlight ? "#6a3d9a" : "#888", "stroke-width": highlight ? 3 : 1 }));
+  root.append(svg("text", { x, y: y - 4, "text-anchor": "middle", "font-size": 12, "font-weight": 600 }, title));
+  lines.forEach((line, i) => root.append(svg("text", { x, y: y + 10 + 12 * i, "text-anchor": "middle", "font-size": 10 }, line)));
+}
+
+function draw(r) {
+  const W = 760, H = 330, inX = 60, hidX = 380, outX = 690;
+  const inY = [50, 125, 200, 275], hidY = [80, 165, 250], outY = [120, 220];
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "the leaf or flower network" });
+  const g = lastStep ? lastStep.gradients : null, w = weights;
+  inY.forEach((y, i) => hidY.forEach((hy, j) => edge(root, [inX, y], [hidX, hy], w["hidden.weight"][i][j], g ? g["hidden.weight"][i][j] : undefined, 0.3 + 0.12 * j)));
+  hidY.forEach((y, j) => outY.forEach((oy, k) => edge(root, [hidX, y], [outX, oy], w["output.weight"][j][k], g ? g["output.weight"][j][k] : undefined, 0.35 + 0.3 * k)));
+  start.task.inputs.forEach((name, i) => node(root, [inX, inY[i]], name, [`${r.raw[i]} → ${fmt(r.scaled[i])}`]));
+  hidY.forEach((y, j) => node(root, [hidX, y], `hidden ${j + 1}`, [`sum ${fmt(r.hidden_sums[j])}`, `tanh ${fmt(r.hidden[j])}`, `bias ${fmt(w["hidden.bias"][j])}`]));
+  outY.forEach((y, k) => node(root, [outX, y], start.task.outputs[k], [`sum ${fmt(r.outputs[k])}`, `bias ${fmt(w["output.bias"][k])}`], k === r.winner));
+  root.append(svg("text", { x: outX, y: 300, "text-anchor": "middle", "font-size": 14, "font-weight": 600, id: "leaf-answer" }, `→ ${r.answer}`));
+  const legend = el("p", { class: "muted", text: "Red edges: positive weights, blue: negative, thicker: larger. Each neuron shows its weighted sum (inputs × weights + bias)" + (g ? "; ∇ is each weight's gradient from the last step (it moved by −learning rate × ∇)." : ".") });
+  const answer = el("p", { id: "leaf-winner", "data-winner": r.winner, text: `The larger output wins: ${r.answer} (${start.task.outputs.map((o, k) => `${o} ${fmt(r.outputs[k])}`).join(" vs ")})` });
+  document.getElementById("leaf-net").replaceChildren(root, answer, legend);
+}
