@@ -6,6 +6,7 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
+from c_build import c_compiler, needs
 
 from chalklm.config import GPTConfig
 from chalklm.generation import generate
@@ -13,6 +14,9 @@ from chalklm.models import GPT, decode_weights, fused_step
 from chalklm.models.kv_cache import KVCache
 
 # These tests are of the C step itself: CHALKLM_PURE_PYTHON=1, if set, does not apply here.
+# Those that call it are skipped where it was not built (no C compiler); the others check
+# that generation without it gives the same tokens.
+needs_c = needs(fused_step._decode, "chalklm.models._decode")
 
 
 @pytest.fixture(autouse=True)
@@ -31,15 +35,26 @@ def make_model(seed=0, **overrides) -> GPT:
     return model
 
 
-def test_the_extension_is_built():
+def test_the_extension_is_built_where_a_compiler_is():
     """An install with a C compiler builds it; fast generation on a CPU needs it."""
-    assert fused_step._decode is not None, "chalklm.models._decode was not built"
+    assert fused_step._decode is not None or c_compiler() is None, \
+        f"chalklm.models._decode was not built, though {c_compiler()} is here"
+
+
+def test_without_the_c_module_it_never_applies(monkeypatch):
+    model = make_model()
+    with monkeypatch.context() as patch:
+        patch.setattr(fused_step, "_decode", None)  # as where it was not built
+        assert not fused_step.applies(model, KVCache(model.config, 1))
+    monkeypatch.setenv("CHALKLM_PURE_PYTHON", "1")  # as where it is switched off
+    assert not fused_step.applies(model, KVCache(model.config, 1))
 
 
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("activation", ["gelu", "gelu_exact", "relu"])
+@needs_c
 def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, activation):
     model = make_model(positional=positional, tie_embeddings=tie, bias=bias,
                        activation=activation)
@@ -55,6 +70,7 @@ def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, act
 
 
 @pytest.mark.parametrize("n_embd, n_head, vocab", [(36, 3, 7), (20, 5, 101)])
+@needs_c
 def test_sizes_that_are_no_multiple_of_the_vector_width(n_embd, n_head, vocab):
     """Rows of 36 or 20 numbers and heads of 12 or 4: the loops' leftovers count too."""
     model = make_model(n_embd=n_embd, n_head=n_head, vocab_size=vocab)
@@ -66,6 +82,7 @@ def test_sizes_that_are_no_multiple_of_the_vector_width(n_embd, n_head, vocab):
     np.testing.assert_allclose(got, full[0].numpy(), atol=2e-5, rtol=2e-5)
 
 
+@needs_c
 def test_one_thread_and_many_agree(monkeypatch):
     model = make_model(n_embd=48, n_head=3)  # rows that do not split evenly
     ids = torch.randint(0, 29, (12,)).tolist()
@@ -79,6 +96,7 @@ def test_one_thread_and_many_agree(monkeypatch):
         np.testing.assert_allclose(logits[n], logits[1], atol=1e-5, rtol=1e-5)
 
 
+@needs_c
 def test_it_applies_to_one_float32_row_on_a_cpu_only():
     model = make_model()
     assert fused_step.applies(model, KVCache(model.config, 1))
@@ -89,6 +107,7 @@ def test_it_applies_to_one_float32_row_on_a_cpu_only():
     assert not fused_step.applies(model.to(torch.bfloat16), KVCache(model.config, 1))
 
 
+@needs_c
 def test_a_token_or_position_out_of_range_is_an_error_not_a_read_out_of_bounds():
     model = make_model()
     step = fused_step.FusedStep(model, KVCache(model.config, 1, max_len=3))

@@ -1,8 +1,10 @@
 """The C merge loop (`_merge.c`) does exactly what bpe_merge.merge_short does."""
 
 import random
+import sys
 
 import pytest
+from c_build import c_compiler, needs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +13,13 @@ from chalklm.tokenizers.bpe_merge import merge_short, native_merger
 from chalklm.tokenizers.bpe_train import PAIR_BASE
 
 # These tests are of the C loop itself: CHALKLM_PURE_PYTHON=1, if set, does not apply here.
+# Those that call it are skipped where it was not built (no C compiler); the others check
+# that encoding without it gives the same ids.
+try:
+    from chalklm.tokenizers import _merge
+except ImportError:
+    _merge = None
+needs_c = needs(_merge, "chalklm.tokenizers._merge")
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +39,22 @@ def python_merge(tok: BPETokenizer, data: bytes) -> list[int]:
     return [r + tok.id_offset for r in ranks]
 
 
-def test_the_extension_is_built(tok):
+def test_the_extension_is_built_where_a_compiler_is(tok):
     """An install with a C compiler builds it; encoding text never seen needs it for speed."""
-    assert tok._native is not None, "chalklm.tokenizers._merge was not built (no C compiler?)"
-    assert tok._native.max_bytes == 512
+    assert tok._native is not None or c_compiler() is None, \
+        f"chalklm.tokenizers._merge was not built, though {c_compiler()} is here"
+    assert tok._native is None or tok._native.max_bytes == 512
 
 
+def test_where_it_is_not_built_python_merges(tok, shakespeare, monkeypatch):
+    monkeypatch.setitem(sys.modules, "chalklm.tokenizers._merge", None)  # import fails
+    absent = BPETokenizer.from_dict(tok.to_dict())
+    assert absent._native is None
+    text = shakespeare[300_000:330_000]
+    assert absent.encode_ordinary(text) == tok.encode_ordinary(text)
+
+
+@needs_c
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=120) | st.text(alphabet="ab etha\n", max_size=512))
 def test_native_merge_equals_python_merge(tok, text):
@@ -43,6 +62,7 @@ def test_native_merge_equals_python_merge(tok, text):
     assert tok._native.merge(data) == python_merge(tok, data)
 
 
+@needs_c
 def test_native_merge_with_reordered_bytes_and_an_id_offset(tok):
     """GPT-2's files number the bytes in another order, RoBERTa-style ones shift every id:
     the C loop takes both from the tokenizer, as the Python loop does."""
@@ -65,6 +85,7 @@ def test_whole_texts_encode_the_same_with_and_without_c(tok, shakespeare, monkey
     assert pure.encode_ordinary(text) == tok.encode_ordinary(text)
 
 
+@needs_c
 def test_bad_input_is_refused_not_crashed(tok):
     with pytest.raises(ValueError, match="at most 512 bytes"):
         tok._native.merge(b"x" * 513)
