@@ -119,18 +119,18 @@ def make_app(explainer=None) -> Starlette:
     async def leaf_step(request):
         return JSONResponse(await run_in_threadpool(leaf.step, await body_of(request)))
 
-    routes = [
-        Route("/api/info", info),
-        Route("/api/tokens", tokens, methods=["POST"]),
-        Route("/api/forward", forward, methods=["POST"]),
-        Route("/api/next", next_token, methods=["POST"]),
-        Route("/api/generate", generate, methods=["POST"]),
-        Route("/api/metrics", metrics),
-        Route("/api/leaf-flower", leaf_start),
-        Route("/api/leaf-flower/forward", leaf_forward, methods=["POST"]),
-        Route("/api/leaf-flower/step", leaf_step, methods=["POST"]),
-        Mount("/", StaticFiles(directory=STATIC, html=True)),
+    api = [
+        Route("/info", info),
+        Route("/tokens", tokens, methods=["POST"]),
+        Route("/forward", forward, methods=["POST"]),
+        Route("/next", next_token, methods=["POST"]),
+        Route("/generate", generate, methods=["POST"]),
+        Route("/metrics", metrics),
+        Route("/leaf-flower", leaf_start),
+        Route("/leaf-flower/forward", leaf_forward, methods=["POST"]),
+        Route("/leaf-flower/step", leaf_step, methods=["POST"]),
     ]
+    routes = [Mount("/api", routes=api), Mount("/", StaticFiles(directory=STATIC, html=True))]
     handlers = {BadRequest: refused, ChalkError: refused, HTTPException: http_refused}
     return Starlette(routes=routes, exception_handlers=handlers)
 

@@ -7,6 +7,7 @@ address printed is the one that answers, and a port already taken is one clear l
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
@@ -51,5 +52,21 @@ def serve(app, host: str = "127.0.0.1", port: int = 0, open_browser: bool = Fals
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn finishes the requests under way, then passes the signal on; here Ctrl-C and
+    # SIGTERM are the ordinary way to stop, so both end in "stopped" and exit status 0.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("chalklm explain: stopped", flush=True)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (after uvicorn shut down in good order)."""
+
+
+def _stopped(signum, frame):
+    raise _Stopped
