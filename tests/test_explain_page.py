@@ -1,0 +1,155 @@
+"""The explain page in a real browser (headless chromium) on a tiny trained checkpoint:
+type a prompt, then check what a learner sees and that the numbers behave."""
+
+import pytest
+from explain_browser import browser, running_server
+from explain_checkpoint import make_tiny_checkpoint
+
+from chalklm.explain.session import Explainer
+
+PROMPT = "JULIET: good"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("page") / "run")
+    with running_server(Explainer(folder)) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture
+def page(chromium, url):
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-booted]")
+    yield page
+    assert page.problems == []  # the console shows no errors
+    page.close()
+
+
+# each head's heat map: its size, the numbers above the diagonal, the colour drawn there
+HEADS = """cs => cs.map(c => {
+        const n = +c.dataset.rows, d = c.cells.data, above = [];
+        for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) above.push(d[q * n + k]);
+        const px = n > 1 ? Array.from(c.getContext('2d').getImageData(n - 1, 0, 1, 1).data) : null;
+        let rows = [];
+        for (let q = 0; q < n; q++) rows.push(d.slice(q * n, q * n + n).reduce((s, v) => s + v, 0));
+        return {rows: n, cols: +c.dataset.cols, cells: d.length, above, px, rowSums: rows};
+})"""
+
+
+def run_prompt(page, prompt):
+    ready = int(page.get_attribute("body", "data-ready"))
+    page.fill("#prompt", prompt)
+    page.click("#run")
+    page.wait_for_selector(f"body[data-ready='{ready + 1}']")
+
+
+def bars(page):
+    return page.eval_on_selector_all("#bars .bar",
+                                     "bars => bars.map(b => [+b.dataset.id, +b.dataset.p])")
+
+
+def chances_sum(page):
+    return page.eval_on_selector("#bars", "b => b.chances.reduce((s, p) => s + p, 0)")
+
+
+def set_range(page, selector, value):
+    page.eval_on_selector(
+        selector, "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }", str(value))
+
+
+def test_token_chips_heat_maps_and_bars(page):
+    run_prompt(page, PROMPT)
+    chips = page.eval_on_selector_all(".chip .t", "c => c.map(e => e.textContent)")
+    assert chips == list(PROMPT)
+    T = len(PROMPT)
+    heads = page.eval_on_selector_all("details[data-layer='0'] .head canvas.map", HEADS)
+    assert len(heads) == 2  # n_head
+    for head in heads:
+        assert head["rows"] == head["cols"] == T and head["cells"] == T * T
+        assert all(v == 0 for v in head["above"])  # nothing above the diagonal
+        assert head["px"] == [205, 205, 205, 255]  # drawn as the mask's grey
+        assert all(abs(s - 1) < 5e-3 for s in head["rowSums"])
+    shown = bars(page)
+    assert len(shown) == 12 and chances_sum(page) == pytest.approx(1, abs=1e-6)
+
+
+def test_temperature_redraws_the_bars_in_the_page(page):
+    run_prompt(page, PROMPT)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    before = bars(page)
+    set_range(page, "#temperature", 0.3)
+    after = bars(page)
+    assert after != before and after[0][1] > before[0][1]  # sharper: the top bar grows
+    assert chances_sum(page) == pytest.approx(1, abs=1e-6)
+    page.fill("#top-k", "3")
+    page.dispatch_event("#top-k", "input")
+    assert len([b for b in bars(page) if b[1] > 0]) == 3
+    assert chances_sum(page) == pytest.approx(1, abs=1e-6)
+    assert requests == []  # no round trip to the server
+
+
+def test_next_token_at_temperature_zero_appends_the_highest_bar(page):
+    run_prompt(page, PROMPT)
+    set_range(page, "#temperature", 0)
+    top_id = max(bars(page), key=lambda b: b[1])[0]
+    vocab = page.evaluate("fetch('/api/info').then(r => r.json()).then(i => i.vocab)")
+    ready = int(page.get_attribute("body", "data-ready"))
+    page.click("#next")
+    page.wait_for_selector(f"body[data-ready='{ready + 1}']")
+    assert page.input_value("#prompt") == PROMPT + vocab[top_id]
+    assert page.eval_on_selector_all(".chip", "c => c.length") == len(PROMPT) + 1
+
+
+def test_both_engines_show_the_same_numbers(page):
+    run_prompt(page, PROMPT)
+    fast = bars(page)
+    ready = int(page.get_attribute("body", "data-ready"))
+    page.select_option("#engine", "scratch")
+    page.wait_for_selector(f"body[data-ready='{ready + 1}']")
+    glass = bars(page)
+    assert [b[0] for b in glass] == [b[0] for b in fast]
+    assert [b[1] for b in glass] == pytest.approx([b[1] for b in fast], abs=1e-5)
+
+
+def test_generate_streams_tokens(page):
+    run_prompt(page, PROMPT)
+    page.fill("#gen-count", "6")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#generated .new')?.textContent.length === 6")
+    page.wait_for_selector("#generate:not([disabled])")
+
+
+def test_leaf_flower_reacts_to_its_sliders_and_trains(page):
+    def sums():
+        return page.eval_on_selector_all("#leaf-net svg text", "t => t.map(e => e.textContent)")
+
+    before = sums()
+    for i, value in enumerate([200, 40, 180, 40]):  # a bright, large flower
+        set_range(page, f"#leaf-{i}", value)
+    page.wait_for_function("(b) => document.querySelector('#leaf-net svg').textContent !== b",
+                           arg="".join(before))
+    assert sums() != before
+    page.click("#leaf-step")
+    page.wait_for_function("document.querySelector('#leaf-status').textContent.includes('loss')")
+    page.wait_for_function("document.querySelector('#leaf-net svg').textContent.includes('∇')")
+
+
+def test_usable_at_phone_width(chromium, url):
+    page = chromium.new_page(viewport={"width": 390, "height": 844})
+    page.goto(url)
+    page.wait_for_selector("body[data-booted]")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.close()
+    assert width <= 390
