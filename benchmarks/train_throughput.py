@@ -1,4 +1,5 @@
-"""Training tokens/s: chalklm's fast engine against Hugging Face GPT2LMHeadModel.
+"""Training tokens/s: chalklm's fast engine against Hugging Face GPT2LMHeadModel (or, with
+--arch llama, chalklm's Llama design against LlamaForCausalLM).
 
 Both models are built with the identical configuration (layers, heads, width, context,
 vocabulary; tied embeddings, no dropout; GELU-tanh, or with --activation gelu_exact the
@@ -8,7 +9,13 @@ hits them all alike. A step is forward + backward + clip + AdamW: for chalklm a 
 its trainer (TorchEngine.train_step), for HF the same with torch.optim.AdamW(fused=True).
 
     python benchmarks/train_throughput.py [--configs small,large] [--rounds 5] [--steps 10]
-        [--activation gelu|gelu_exact]
+        [--activation gelu|gelu_exact] [--arch gpt2|llama]
+
+--arch llama: chalklm with `preset = "llama"` (RMSNorm, RoPE, SwiGLU, grouped-query
+attention, no biases; 2 key/value heads on the 6-head shape) and its SwiGLU widened to
+GPT-2's parameter count, against transformers' LlamaForCausalLM with the same
+configuration; chalklm's GPT-2 design on the same shape runs in the same rounds, for the
+ratio of the two designs' tokens/s.
 
 Settings: chalklm fp32 / bf16 autocast, each with torch.compile off and on; HF fp32 /
 bf16 autocast, each with its fused (sdpa) and its eager attention. Reports tokens/s (best
@@ -35,9 +42,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from modern_ablation import matching_ffn_dim
 
-from chalklm.config import GPTConfig
+from chalklm.config import GPTConfig, preset_keys
 from chalklm.interop.gpt2 import TO_HF_ACTIVATION
+from chalklm.models import GPT
 from chalklm.training.config import TrainConfig
 from chalklm.training.distributed import Distributed
 from chalklm.training.engines import TorchEngine
@@ -46,6 +55,38 @@ from chalklm.training.report import measured_peak_flops
 # (layers, heads, width, context, batch, vocab), as the issue names them
 CONFIGS = {"small": (4, 4, 128, 64, 12, 65), "large": (6, 6, 384, 256, 8, 65)}
 GOALS = {"small": 1.5, "large": 1.3}  # the issue's goal: chalklm's best / HF's best
+LLAMA_KV_HEADS = 2  # --arch llama: the (6 heads, 2 key/value heads) shape the goal names
+
+
+def model_config(shape, activation: str, arch: str) -> GPTConfig:
+    """chalklm's config for a benchmark shape, in GPT-2's design or Llama's."""
+    layers, heads, width, context, batch, vocab = shape
+    gpt2 = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
+                     n_embd=width, activation=activation)
+    if arch == "gpt2":
+        return gpt2
+    llama = gpt2.replace(**{**preset_keys("llama", heads), "n_kv_head": LLAMA_KV_HEADS})
+    return llama.replace(ffn_dim=matching_ffn_dim(gpt2, llama))
+
+
+def hf_llama(config: GPTConfig, attention: str):
+    """transformers' LlamaForCausalLM built with chalklm's Llama config."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf = LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.n_embd,
+                     intermediate_size=config.hidden_size, num_hidden_layers=config.n_layer,
+                     num_attention_heads=config.n_head, num_key_value_heads=config.kv_heads,
+                     max_position_embeddings=config.block_size, rms_norm_eps=config.norm_eps,
+                     rope_theta=config.rope_theta, tie_word_embeddings=True,
+                     attention_bias=False, mlp_bias=False, hidden_act="silu")
+    hf._attn_implementation = attention
+    model = LlamaForCausalLM(hf)
+    model.config.use_cache = False
+
+    def logits_of(x, y):
+        return model(input_ids=x).logits
+
+    return model, logits_of
 
 
 def hf_model(layers, heads, width, context, vocab, attention: str, activation: str):
@@ -65,12 +106,9 @@ def hf_model(layers, heads, width, context, vocab, attention: str, activation: s
     return model, loss_of
 
 
-def chalklm_step(layers, heads, width, context, vocab, dtype: str, compile_: bool,
-                 activation: str):
+def chalklm_step(config: GPTConfig, dtype: str, compile_: bool):
     """A step of chalklm's trainer itself (TorchEngine.train_step: its attention path for
     the dtype, its flat-parameter AdamW and clipping), on one micro-batch."""
-    config = GPTConfig(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads,
-                       n_embd=width, activation=activation)
     train = TrainConfig(dtype=dtype, compile=compile_, learning_rate=1e-4, grad_clip=1.0)
     engine = TorchEngine(config, train, "cpu", dtype, Distributed())
     return lambda x, y: engine.train_step([(x.numpy(), y.numpy())], 1e-4)
@@ -94,9 +132,10 @@ def make_step(model, logits_of, dtype: str):
     return step
 
 
-def flops_per_token(layers, heads, width, context, vocab) -> float:
-    n = 12 * layers * width**2 + 13 * layers * width + vocab * width + 2 * width
-    return 6 * n + 12 * layers * width * context
+def flops_per_token(config: GPTConfig) -> float:
+    """6N + 12LHQT, N without position vectors (GPT.flops_per_token), for either design."""
+    with torch.device("meta"):
+        return GPT(config).flops_per_token()
 
 
 def same_batch(shape):
@@ -106,20 +145,23 @@ def same_batch(shape):
     return torch.randint(0, vocab, (batch, context)), torch.randint(0, vocab, (batch, context))
 
 
-def chalklm_settings(shape, compile_, activation) -> dict:
-    layers, heads, width, context, batch, vocab = shape
-    return {f"chalklm {dtype}{' compile' if comp else ''}": chalklm_step(
-                layers, heads, width, context, vocab, dtype, comp, activation)
+def chalklm_settings(shape, compile_, activation, arch="gpt2", prefix="chalklm") -> dict:
+    config = model_config(shape, activation, arch)
+    return {f"{prefix} {dtype}{' compile' if comp else ''}": chalklm_step(config, dtype, comp)
             for dtype in ("fp32", "bf16") for comp in ([False, True] if compile_ else [False])}
 
 
-def hf_settings(shape, activation) -> dict:
+def hf_settings(shape, activation, arch="gpt2") -> dict:
     """HF at its best: fp32 and bf16, each with both of its attention paths."""
     layers, heads, width, context, batch, vocab = shape
     settings = {}
     for dtype in ("fp32", "bf16"):
         for attention in ("sdpa", "eager"):
-            model, fn = hf_model(layers, heads, width, context, vocab, attention, activation)
+            if arch == "llama":
+                model, fn = hf_llama(model_config(shape, activation, arch), attention)
+            else:
+                model, fn = hf_model(layers, heads, width, context, vocab, attention,
+                                     activation)
             settings[f"hf {dtype} {attention}"] = make_step(model, fn, dtype)
     return settings
 
@@ -141,12 +183,12 @@ def warm_up(settings: dict, x, y) -> None:
             step(x, y)
 
 
-def _hf_worker(conn, shape, activation, threads) -> None:
+def _hf_worker(conn, shape, activation, threads, arch) -> None:
     """HF's settings in their own interpreter: times a round each time it is asked to."""
     if threads:
         torch.set_num_threads(threads)
     x, y = same_batch(shape)
-    settings = hf_settings(shape, activation)
+    settings = hf_settings(shape, activation, arch)
     warm_up(settings, x, y)
     conn.send("ready")
     while (steps := conn.recv()) is not None:
@@ -157,13 +199,13 @@ class OwnProcess:
     """Runs HF's settings in a fresh interpreter (glibc's malloc defaults, as HF runs by
     itself); `round(steps)` times one round there while this process waits."""
 
-    def __init__(self, shape, activation, threads):
+    def __init__(self, shape, activation, threads, arch):
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_hf_worker,
-                                       args=(child, shape, activation, threads))
+                                       args=(child, shape, activation, threads, arch))
         self.process.start()
         assert self.conn.recv() == "ready"
 
@@ -177,13 +219,15 @@ class OwnProcess:
 
 
 def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False,
-          threads=None):
+          threads=None, arch="gpt2"):
     layers, heads, width, context, batch, vocab = shape
     x, y = same_batch(shape)
-    settings = chalklm_settings(shape, compile_, activation)
-    remote = OwnProcess(shape, activation, threads) if hf_own_process else None
+    settings = chalklm_settings(shape, compile_, activation, arch)
+    if arch == "llama":  # the GPT-2 design at the same parameter count, same rounds
+        settings.update(chalklm_settings(shape, compile_, activation, "gpt2", "gpt2-design"))
+    remote = OwnProcess(shape, activation, threads, arch) if hf_own_process else None
     if remote is None:
-        settings.update(hf_settings(shape, activation))
+        settings.update(hf_settings(shape, activation, arch))
     warm_up(settings, x, y)
     best, round_ratios = {}, []
     for _ in range(rounds):
@@ -196,13 +240,15 @@ def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False
                             / min(s for k, s in seconds.items() if k.startswith("chalklm")))
     if remote is not None:
         remote.close()
-    fpt = flops_per_token(layers, heads, width, context, vocab)
+    fpt = {arch: flops_per_token(model_config(shape, activation, arch))
+           for arch in ("gpt2", arch)}
     peaks = {d: measured_peak_flops("cpu", d) for d in ("fp32", "bf16")}
     rows = {}
     for label, seconds in best.items():
         tok_s = batch * context / seconds
         dtype = "bf16" if "bf16" in label else "fp32"
-        rows[label] = {"tokens_per_s": tok_s, "mfu": fpt * tok_s / peaks[dtype]}
+        design = "gpt2" if label.startswith("gpt2-design") else arch
+        rows[label] = {"tokens_per_s": tok_s, "mfu": fpt[design] * tok_s / peaks[dtype]}
     hf_best = max(r["tokens_per_s"] for k, r in rows.items() if k.startswith("hf"))
     print(f"\n{name} config (layers, heads, width, context, batch, vocab) = {shape}")
     print(f"{'setting':<24}{'tokens/s':>12}{'x HF best':>11}{'MFU':>8}")
@@ -218,7 +264,12 @@ def bench(name, shape, rounds, steps, compile_, activation, hf_own_process=False
     if name in GOALS:  # what the goal asks of chalklm in this run, in tokens/s and bf16 MFU
         goal = GOALS[name] * hf_best
         print(f"goal {GOALS[name]}x HF best: {goal:,.0f} tokens/s, "
-              f"{100 * fpt * goal / peaks['bf16']:.1f}% MFU at the bf16 peak")
+              f"{100 * fpt[arch] * goal / peaks['bf16']:.1f}% MFU at the bf16 peak")
+    if arch == "llama":
+        ours = max(r["tokens_per_s"] for k, r in rows.items() if k.startswith("chalklm"))
+        gpt2 = max(r["tokens_per_s"] for k, r in rows.items() if k.startswith("gpt2-design"))
+        print(f"Llama design / GPT-2 design, chalklm's best each: {ours / gpt2:.2f}x "
+              "(goal: within 10%, at least 0.90x)")
     return {"shape": shape, "results": rows, "peak_flops": peaks, "round_ratios": round_ratios}
 
 
@@ -232,7 +283,11 @@ MALLOC = {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default="small,large")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated shapes (default: small,large; with --arch "
+                             "llama: large)")
+    parser.add_argument("--arch", choices=["gpt2", "llama"], default="gpt2",
+                        help="the design chalklm trains and the HF class it meets")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile runs")
@@ -259,11 +314,14 @@ def main():
               "malloc": MALLOC[args.glibc_default_malloc, args.hf_own_process],
               "configs": {}}
     print(f"malloc: {report['malloc']}")
-    for name in args.configs.split(","):
+    configs = args.configs or ("large" if args.arch == "llama" else "small,large")
+    report["arch"] = args.arch
+    for name in configs.split(","):
         report["configs"][name] = bench(name, CONFIGS[name], args.rounds, args.steps,
                                         not args.no_compile, args.activation,
-                                        args.hf_own_process, args.threads)
+                                        args.hf_own_process, args.threads, args.arch)
     suffix = "" if args.activation == "gelu" else f"_{args.activation}"
+    suffix += "_llama" if args.arch == "llama" else ""
     suffix += "_glibc_default_malloc" if args.glibc_default_malloc else ""
     suffix += "_hf_own_process" if args.hf_own_process else ""
     out = Path(__file__).parent / "results" / f"train_throughput{suffix}.json"
