@@ -78,8 +78,9 @@ def test_attention_weights_are_what_the_model_mixes_with():
         np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
         assert (weights[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0).all()
         assert np.isfinite(att["scores"]).all()  # the scores before the mask hides any
-        mixed = att["mixed"].transpose(1, 0, 2).reshape(T, -1)  # weights @ v, heads side by side
-        np.testing.assert_allclose(mixed, att["concat"], atol=1e-6)
+        scores = np.where(np.triu(np.ones((T, T)), 1) > 0, -np.inf, att["scores"])
+        softmax = np.exp(scores - scores.max(-1, keepdims=True))
+        np.testing.assert_allclose(weights, softmax / softmax.sum(-1, keepdims=True), atol=1e-6)
     np.testing.assert_allclose(result["output"]["probs"].sum(-1), 1.0, atol=1e-5)
     assert result["mask"].tolist() == np.triu(np.ones((T, T)), 1).tolist()
 

@@ -6,8 +6,9 @@ attention, attn.proj, ln_2, mlp, then ln_f and the output layer) and records wha
 returns. Nothing is recomputed from copied weights: the logits at the end are the
 model's own (tests/test_explain_trace.py checks them against `model(ids)`), so the page
 shows the computation the model really does. The only numbers made here, for showing,
-are the layer norm's mean and std and each head's scores and softmax weights before the
-model's attention mixes the values (the same formula, checked against its output).
+are the layer norm's mean and std and each head's scores and softmax weights (the
+model's attention module fuses them away; here they are spelled out with the engine's own
+causal_mask and softmax, beside the module's call that produces the output).
 
 Both engines run through the same steps: `Engine` says how each one turns ids into
 its tensors and its tensors into NumPy arrays. Each section names the code that
@@ -17,6 +18,7 @@ computed it (`code_of`), so a reader can open that file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from pathlib import Path
@@ -48,7 +50,11 @@ def check_supported(config) -> None:
 
 def code_of(obj) -> str:
     """'chalklm/scratch/nn.py LayerNorm': the file and class that define `obj`'s type."""
-    cls = obj if isinstance(obj, type) else type(obj)
+    return _code_of_class(obj if isinstance(obj, type) else type(obj))
+
+
+@functools.cache
+def _code_of_class(cls: type) -> str:
     try:
         file = Path(inspect.getsourcefile(cls)).resolve()
     except (TypeError, OSError):
@@ -157,24 +163,26 @@ def attention_piece(engine: Engine, attn, h) -> tuple[object, dict]:
     proj = attn.proj(concat)
     return proj, {
         "scores": engine.array(scores)[0], "weights": engine.array(weights)[0],
-        "mixed": engine.array(weights @ v)[0], "concat": engine.array(concat)[0],
+        "concat": engine.array(concat)[0],
         "proj": engine.array(proj)[0],
         "code": f"{code_of(attn)}; {code_of(attn.attention)}; {engine.mask_code()}",
     }
 
 
-def residual_piece(engine: Engine, x, added) -> tuple[object, dict]:
-    """The residual connection: x + what the part computed; its size (norm) per token."""
+def residual_piece(engine: Engine, x, added, keep: bool = True) -> tuple[object, dict]:
+    """The residual connection: x + what the part computed; its size (norm) per token.
+    (`keep=False`: the size only, to keep the page's payload small.)"""
     out = x + added
     values = engine.array(out)[0]
-    return out, {"out": values, "norm": np.linalg.norm(values, axis=-1)}
+    size = {"norm": np.linalg.norm(values, axis=-1)}
+    return out, ({"out": values} | size) if keep else size
 
 
 def block_piece(engine: Engine, block, x) -> tuple[object, dict]:
     """One Transformer block, as `Block.forward` runs it (pre-norm, two residual paths)."""
     h, ln_1 = norm_piece(engine, block.ln_1, x)
     added, attention = attention_piece(engine, block.attn, h)
-    x, residual_1 = residual_piece(engine, x, added)
+    x, residual_1 = residual_piece(engine, x, added, keep=False)
     h, ln_2 = norm_piece(engine, block.ln_2, x)
     mlp_out = block.mlp(h)
     x, residual_2 = residual_piece(engine, x, mlp_out)
