@@ -214,9 +214,22 @@ def load_tokenizer(path):
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
     try:
-        return read(file)
+        tokenizer = read(file)
     except ChalkError as exc:
         raise CheckpointError(str(exc)) from None
+    _check_fits(tokenizer, load_config(file.parent), file)
+    return tokenizer
+
+
+def _check_fits(tokenizer, config, file: Path) -> None:
+    """A tokenizer with more ids than the model has embeddings belongs to another model (a
+    model's vocabulary may be larger than its tokenizer's: padded, as some GPT-2s are)."""
+    sizes = [getattr(config, key) for key in ("vocab_size", "src_vocab_size", "tgt_vocab_size")
+             if hasattr(config, key)]
+    if sizes and tokenizer.vocab_size > min(sizes):
+        raise CheckpointError(f"{file}: the tokenizer has {tokenizer.vocab_size} ids, the model "
+                              f"{min(sizes)}; it belongs to another model (put back the "
+                              "tokenizer this model was trained with)")
 
 
 @dataclass

@@ -55,6 +55,22 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
         raise WriteError(refusal(path, exc)) from exc
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse now a file that `write_atomic` would be refused later (a folder in the way,
+    a parent that is a file, no permission, a full disk), before the work whose result it
+    is to hold. Nothing is left behind but the parent folders."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"could not write {path}: it is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise WriteError(refusal(path, exc)) from exc
+
+
 def settle(path: str | os.PathLike) -> None:
     """Treat a file another library wrote (safetensors' save_file) as `write_atomic`
     treats its own: an ordinary file's mode (safetensors writes 0600), and on the disk

@@ -209,7 +209,7 @@ def test_show_attention_prints_a_grid_or_saves_a_png(checkpoint, capsys, tmp_pat
     assert rows[1].split("<-")[1].split()[0] == "▁cat"
     png = tmp_path / "attention.png"
     with pytest.raises(SystemExit):
-        main(["translate", "--checkpoint", str(checkpoint), "red cat", "--show-attention",
+        main(["translate", "--checkpoint", str(checkpoint), "red cat", "--attention-png",
               str(png)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -241,6 +241,10 @@ def test_command_errors_are_one_line_exit_2(checkpoint, capsys, tmp_path):
         ["translate", "--checkpoint", str(gpt), "red"],
         ["translate", "--checkpoint", str(tmp_path / "nowhere"), "red"],
         ["translate", "--checkpoint", str(checkpoint), "red", "blue", "--show-attention"],
+        ["translate", "--checkpoint", str(checkpoint), "--attention-png", "a.png", "red", "blue"],
+        ["translate", "--checkpoint", str(checkpoint), "red", "--attention-png",
+         str(tmp_path / "hyp.txt" / "a.png")],
+        ["translate", "--checkpoint", str(checkpoint), "red \udcff"],
         ["translate", "--checkpoint", str(checkpoint), "red", "--show-attention", "--layer",
          "3"],
     ]
@@ -303,3 +307,21 @@ def test_the_kv_cache_changes_no_number(copier):
     assert beam_search(cached, src, ids, 32, 3) == beam_search(plain, src, ids, 32, 3)
     assert greedy(cached, src, ids, 32) == greedy(plain, src, ids, 32)
     assert cached._cache is not None and cached._cache[0][0].shape[2] > 1
+
+
+def test_an_unwritable_out_is_refused_before_translating(checkpoint, capsys, tmp_path,
+                                                         monkeypatch):
+    from chalklm.translation.translator import Translator
+
+    (tmp_path / "src.txt").write_text("red\n", encoding="utf-8")
+    (tmp_path / "afile").write_text("keep me\n", encoding="utf-8")
+    monkeypatch.setattr(Translator, "from_checkpoint",
+                        lambda *a: pytest.fail("translated before checking --out"))
+    for out in ("afile/hyp.txt", "."):
+        with pytest.raises(SystemExit) as exit_:
+            main(["evaluate", "--checkpoint", str(checkpoint), "--src",
+                  str(tmp_path / "src.txt"), "--ref", str(tmp_path / "src.txt"), "--out",
+                  str(tmp_path / out), "--force"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and "could not write" in err
+    assert (tmp_path / "afile").read_text() == "keep me\n"

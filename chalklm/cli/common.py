@@ -63,6 +63,8 @@ def utf8_text(text: str, where: str) -> str:
 
 
 def read_stdin() -> str:
-    """All of standard input as UTF-8 text (its bytes, whatever the locale says)."""
-    return utf8_text(sys.stdin.buffer.read().decode("utf-8", "surrogateescape"),
-                     "standard input")
+    """All of standard input as UTF-8 text (its bytes, whatever the locale says; a stream
+    of text without bytes, as a caller may put in sys.stdin, is read as it is)."""
+    raw = getattr(sys.stdin, "buffer", None)
+    text = raw.read().decode("utf-8", "surrogateescape") if raw else sys.stdin.read()
+    return utf8_text(text, "standard input")

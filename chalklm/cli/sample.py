@@ -133,13 +133,16 @@ def run(args) -> int:
     elif args.show_probs is not None and not args.json:
         print(f"each new token, then the {args.show_probs} likeliest candidates after "
               f"softmax (temperature {args.temperature}):")
-    samples, tops, timing = _collect(steps, args, tokenizer, printer)
+    samples, tops, timing = _written(lambda: _collect(steps, args, tokenizer, printer),
+                                     model.config.vocab_size, tokenizer, args.checkpoint)
     if printer is not None:
-        printer.finish()
+        _written(printer.finish, model.config.vocab_size, tokenizer, args.checkpoint)
         return 0
+    texts = _written(lambda: [tokenizer.decode(ids) for ids in samples],
+                     model.config.vocab_size, tokenizer, args.checkpoint)
     results = []
-    for ids, top in zip(samples, tops):
-        text, stopped_by = _cut_at_stop(tokenizer.decode(ids), stop)
+    for ids, top, whole in zip(samples, tops, texts):
+        text, stopped_by = _cut_at_stop(whole, stop)
         result = {"text": text, "ids": ids, "stopped_by": stopped_by}
         if args.show_probs is not None:
             result["top"] = top
@@ -153,6 +156,21 @@ def run(args) -> int:
             print(f"--- sample {i + 1} ---")
         print(args.prompt + result["text"])
     return 0
+
+
+def _written(write, model_vocab: int, tokenizer, checkpoint):
+    """`write()`; an id the tokenizer cannot turn into text means the checkpoint's
+    tokenizer.json has fewer ids than its model: said with both sizes."""
+    from chalklm.errors import TokenizerError
+
+    try:
+        return write()
+    except TokenizerError as exc:
+        if tokenizer.vocab_size >= model_vocab:
+            raise
+        raise TokenizerError(f"{checkpoint}: the model wrote an id its tokenizer lacks ({exc}): "
+                             f"the tokenizer has {tokenizer.vocab_size} ids, the model "
+                             f"{model_vocab}; tokenizer.json belongs to another model") from None
 
 
 def _prompt(args, tokenizer) -> tuple[list[int], str | None]:

@@ -59,6 +59,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from chalklm.translation.config import config_task
 
+    if args.resume and args.tokenizer:
+        raise ConfigError("--resume continues with the checkpoint's own tokenizer (its ids are "
+                          "what the model learned); leave out --tokenizer")
     if config_task(args.config) == "translation":  # the config names its task
         from chalklm.translation.training import run_cli
 

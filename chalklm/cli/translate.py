@@ -2,7 +2,8 @@
 
     chalklm translate --checkpoint runs/multi30k_de_en "Ein Mann fährt Fahrrad."
     chalklm translate --checkpoint DIR --file sentences.de      (or: ... < sentences.de)
-    chalklm translate --checkpoint DIR "Ein Hund rennt." --show-attention [attention.png]
+    chalklm translate --checkpoint DIR "Ein Hund rennt." --show-attention
+    chalklm translate --checkpoint DIR "Ein Hund rennt." --attention-png attention.png
     chalklm evaluate --checkpoint DIR --src test_2016_flickr.de --ref test_2016_flickr.en
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from chalklm.cli.common import non_negative_float, positive_int, read_stdin, utf8_text
 from chalklm.errors import ConfigError, DataError
-from chalklm.files import write_atomic
+from chalklm.files import check_writable, write_atomic
 
 
 def _decoding_options(p) -> None:
@@ -39,9 +40,10 @@ def register(subparsers) -> None:
         "(one sentence a line); translations are printed one a line.")
     p.add_argument("sentences", nargs="*", help="sentences to translate")
     p.add_argument("--file", help="a UTF-8 text file, one sentence a line")
-    p.add_argument("--show-attention", nargs="?", const="-", default=None, metavar="PNG",
-                   help="show the cross-attention of the (one) sentence: printed, or saved "
-                        "to PNG when a file name is given")
+    p.add_argument("--show-attention", action="store_true",
+                   help="print the cross-attention of the (one) sentence as a grid")
+    p.add_argument("--attention-png", metavar="FILE",
+                   help="save the cross-attention of the (one) sentence as a PNG picture")
     p.add_argument("--layer", type=int, default=-1,
                    help="the decoder layer whose attention --show-attention shows "
                         "(default: the last)")
@@ -94,24 +96,27 @@ def _input_sentences(args) -> list[str]:
 
 def run_translate(args) -> int:
     sentences = _input_sentences(args)
+    attention = args.show_attention or args.attention_png
+    if attention and len(sentences) != 1:
+        option = "--show-attention" if args.show_attention else "--attention-png"
+        raise ConfigError(f"{option} shows one sentence; {len(sentences)} were given")
+    if args.attention_png:
+        check_writable(args.attention_png)
     translator = _translator(args)
-    if args.show_attention is not None:
+    if attention:
         from chalklm.translation.attention import (
             cross_attention,
             format_attention,
             save_attention_png,
         )
 
-        if len(sentences) != 1:
-            raise ConfigError(f"--show-attention shows one sentence; {len(sentences)} were "
-                              "given")
         amap = cross_attention(translator, sentences[0], _beam(args), args.layer)
         print(amap.translation)
-        if args.show_attention == "-":
+        if args.show_attention:
             print(format_attention(amap))
-        else:
-            save_attention_png(amap, args.show_attention)
-            print(f"cross-attention saved to {args.show_attention}", file=sys.stderr)
+        if args.attention_png:
+            save_attention_png(amap, args.attention_png)
+            print(f"cross-attention saved to {args.attention_png}", file=sys.stderr)
         return 0
     translations = translator.translate(sentences, _beam(args), args.alpha, args.batch_size,
                                         progress=len(sentences) > 1)
@@ -146,6 +151,8 @@ def run_evaluate(args) -> int:
         sources, references = sources[: args.limit], references[: args.limit]
     if args.out and Path(args.out).exists() and not args.force:
         raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
+    if args.out:  # now, not after translating every sentence
+        check_writable(args.out)
     translator = _translator(args)
     hypotheses = translator.translate(sources, _beam(args), args.alpha, args.batch_size,
                                       progress=True)

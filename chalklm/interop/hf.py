@@ -11,6 +11,7 @@ into a temporary folder renamed into place, so a failure leaves nothing half-wri
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,19 +107,29 @@ def _load_safetensors(path: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
 
 
+def _unpickling_reason(exc: Exception) -> str:
+    """The reason inside PyTorch's long refusal (whose advice, weights_only=False, would
+    run the file's code): the line after "WeightsUnpickler error:", else the first line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    _, found, after = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (after if found else text).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _load_torch_weights(path: Path) -> dict:
     """A `pytorch_model.bin`, unpickled with `weights_only=True`: tensors only, never code."""
     import pickle
+    import warnings
 
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # PyTorch's warnings about the pickle: ours is one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: not a weights-only PyTorch file, refused so that no code runs ({first_line})"
-        ) from None
+        raise CheckpointError(f"{path}: not a weights-only PyTorch file, refused so that no "
+                              f"code runs ({_unpickling_reason(exc)})") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"{path}: expected a dict of name -> tensor")
     return state

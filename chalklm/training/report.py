@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from chalklm.data.registry import cache_dir
+from chalklm.errors import ChalkError
 from chalklm.files import append_line, write_atomic
 
 
@@ -28,9 +29,27 @@ class MetricsLog:
         append_line(self.path, json.dumps(clean))
 
     def read(self) -> list[dict]:
+        """The records. A last line without its newline was cut off by a kill mid-write:
+        it is dropped (a resume rewrites it). Any other line that is not a record is an
+        error that says which line."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines()
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif number < len(lines) or text.endswith("\n"):
+                raise ChalkError(f"{self.path}: line {number} is not a JSON record; delete or "
+                                 "mend that line, then run again")
+        return records
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (a resumed run rewrites them)."""

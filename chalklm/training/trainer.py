@@ -20,10 +20,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from chalklm.checkpoint import load_checkpoint, save_checkpoint
+from chalklm.checkpoint import (
+    OPTIMIZER_FILE,
+    TRAINER_STATE_FILE,
+    load_checkpoint,
+    save_checkpoint,
+)
 from chalklm.config import GPTConfig
 from chalklm.data.batches import TokenBatches, load_tokens
-from chalklm.errors import ChalkError, ConfigError
+from chalklm.errors import ChalkError, CheckpointError, ConfigError
 from chalklm.files import write_atomic
 from chalklm.training import run_folder
 from chalklm.training.config import TrainConfig
@@ -171,12 +176,18 @@ class Trainer:
 
     def _restore(self, checkpoint) -> None:
         optimizer, state = checkpoint.resume_state()
-        self.engine.load_weights(checkpoint.weights)
-        self.engine.load_optimizer_state(optimizer)
-        self.engine.set_rng_state(state["rng"])
-        self.step, self.elapsed = state["step"], state["elapsed"]
-        self.best_val = state["best_val"]
-        self.cfg.seed = state["seed"]  # the batches to come depend on the run's own seed
+        try:
+            self.engine.load_weights(checkpoint.weights)
+            self.engine.load_optimizer_state(optimizer)
+            self.engine.set_rng_state(state["rng"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            self.best_val = float(state["best_val"])
+            self.cfg.seed = int(state["seed"])  # the batches to come depend on the run's seed
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(  # a file edited or damaged by hand: no way to continue
+                f"{checkpoint.path}: {TRAINER_STATE_FILE} or {OPTIMIZER_FILE} is damaged "
+                f"({type(exc).__name__}: {exc}); it cannot be resumed: restore the folder, or "
+                "start over with --force") from None
         if self.dist.is_main:
             self.metrics.truncate_after(self.step)
             self._warn_if_batches_differ(state.get("batches_drawn"))

@@ -9,11 +9,13 @@ with the checkpoint's weights.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 
 from chalklm.errors import ConfigError
+from chalklm.files import write_atomic
 
 SHADES = " ░▒▓█"  # weight 0 .. 1
 
@@ -96,5 +98,7 @@ def save_attention_png(amap: AttentionMap, path) -> None:
     ax.set_title(f"cross-attention, decoder layer {amap.layer}, mean of {amap.heads} heads")
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()  # a PNG whatever the name ends in, written whole or not at all
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
