@@ -215,3 +215,27 @@ def test_the_server_prints_its_address_and_stops_cleanly(folder, stop):
         process.kill()
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_bpe_tokens_carry_the_merges_that_built_them(tmp_path):
+    from chalklm.checkpoint import save_checkpoint
+    from chalklm.config import GPTConfig
+    from chalklm.models import GPT
+    from chalklm.tokenizers.bpe import BPETokenizer
+
+    text = "the cat sat on the mat; the cat ate the rat. " * 20
+    tokenizer = BPETokenizer.train(text, vocab_size=280)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=1,
+                       n_embd=8)
+    save_checkpoint(tmp_path / "bpe", GPT(config).state_dict(), config, tokenizer)
+    client = TestClient(make_app(Explainer(tmp_path / "bpe")))
+    tokens = client.post("/api/tokens", json={"prompt": "the cat"}).json()["tokens"]
+    assert "".join(t["text"] for t in tokens) == "the cat" and len(tokens) < 7
+
+    def leaves(node):
+        return [node["id"]] if "parts" not in node else sum(map(leaves, node["parts"]), [])
+
+    merged = [t for t in tokens if "parts" in t["merges"]]
+    assert merged  # "the" and " cat" are learned merges, not single bytes
+    for token in merged:
+        assert bytes(leaves(token["merges"])).decode() == token["text"]

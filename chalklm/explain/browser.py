@@ -1,5 +1,6 @@
-"""A real browser for the explain page tests and screenshots: Debian's chromium, headless,
-driven by Playwright's Python package (its own browser download is not used), and an
+"""A real browser for the explain page's tests and screenshots (tests/test_explain_page.py,
+docs/screenshots.py): Debian's chromium, headless, driven by Playwright's Python package
+(its own browser download is not used; install with `apt-get install chromium`), and an
 explain server on a free local port in a thread of this process."""
 
 from __future__ import annotations
