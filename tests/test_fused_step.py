@@ -69,6 +69,26 @@ def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, act
     assert cache.length == 24
 
 
+LLAMA = dict(norm="rmsnorm", positional="rope", mlp="swiglu", bias=False, n_kv_head=2)
+
+
+@pytest.mark.parametrize("pieces", [
+    dict(norm="rmsnorm"), dict(positional="rope"), dict(mlp="swiglu"), dict(n_kv_head=2),
+    dict(n_kv_head=1), dict(qk_norm=True), LLAMA, {**LLAMA, "qk_norm": True, "ffn_dim": 20,
+                                                   "rope_theta": 500.0, "norm_eps": 1e-6},
+], ids=["rmsnorm", "rope", "swiglu", "gqa", "mqa", "qk_norm", "llama", "llama_more"])
+@needs_c
+def test_the_llama_pieces_step_as_a_full_forward(pieces):
+    model = make_model(**pieces)
+    ids = torch.randint(0, 29, (1, 24))
+    with torch.inference_mode():
+        full, _ = model(ids)
+        step = fused_step.FusedStep(model, KVCache(model.config, 1))
+        for t in range(24):
+            np.testing.assert_allclose(step(int(ids[0, t]))[0], full[0, t].numpy(),
+                                       atol=2e-5, rtol=2e-5)
+
+
 @pytest.mark.parametrize("n_embd, n_head, vocab", [(36, 3, 7), (20, 5, 101)])
 @needs_c
 def test_sizes_that_are_no_multiple_of_the_vector_width(n_embd, n_head, vocab):
@@ -105,6 +125,24 @@ def test_it_applies_to_one_float32_row_on_a_cpu_only():
     padded.reset(np.array([2]))
     assert not fused_step.applies(model, padded)
     assert not fused_step.applies(model.to(torch.bfloat16), KVCache(model.config, 1))
+
+
+@needs_c
+def test_what_does_not_fit_the_config_falls_back_instead_of_reading_out_of_bounds():
+    """The C step walks every tensor by the config's sizes: a cache of another shape, an
+    embedding with more rows than vocab_size, or one half-precision layer, and generation
+    takes the PyTorch step instead (the same tokens, no crash)."""
+    model = make_model()
+    other = GPTConfig(vocab_size=29, block_size=24, n_layer=2, n_head=2, n_embd=32)
+    assert not fused_step.applies(model, KVCache(other, 1))  # (2 heads of 16, not 4 of 8)
+    assert not fused_step.applies(model, KVCache(model.config.replace(n_layer=1), 1))
+    mixed = make_model()
+    mixed.blocks[1].mlp.proj.to(torch.bfloat16)
+    assert not fused_step.applies(mixed, KVCache(model.config, 1))
+    longer = make_model()
+    with torch.no_grad():
+        longer.token_embedding.weight = torch.nn.Parameter(torch.randn(40, 32))
+    assert not fused_step.applies(longer, KVCache(model.config, 1))
 
 
 @needs_c
@@ -197,3 +235,13 @@ def test_a_forked_child_generates_after_the_parent_started_threads():
         child.kill()
     assert child.exitcode == 0, "the forked child hung or failed"
     assert queue.get(timeout=5) == parent
+
+
+def test_a_refused_memory_map_gives_ordinary_memory(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(fused_step.mmap, "mmap", refuse)
+    buffer = fused_step.huge_page_buffer(1000)
+    buffer.fill_(2.0)
+    assert buffer.numel() == 1000 and buffer.dtype == torch.float32 and buffer.sum() == 2000

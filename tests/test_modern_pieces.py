@@ -150,9 +150,17 @@ def test_a_checkpoint_of_any_combination_loads_in_either_engine(combo, tmp_path)
 
 
 @pytest.mark.parametrize("combo", COMBOS)
-def test_the_c_step_steps_aside_for_pieces_it_does_not_compute(combo):
-    _, fast = _pair(combo)
-    assert not fused_step.applies(fast.eval(), TorchCache(fast.config, 1))
+def test_the_c_step_computes_every_piece_too(combo, monkeypatch):
+    """Generating one row in float32 on a CPU, the C step (models/fused_step.py) takes the
+    tokens after the prompt: it gives the tokens the PyTorch step gives."""
+    monkeypatch.delenv("CHALKLM_PURE_PYTHON", raising=False)
+    _, fast = _pair(combo, seed=6, scale=20.0)
+    fast.eval()
+    if fused_step._decode is not None:
+        assert fused_step.applies(fast, TorchCache(fast.config, 1))
+    with_c = generate(fast, [[1, 2, 3]], 12, temperature=0)
+    monkeypatch.setenv("CHALKLM_PURE_PYTHON", "1")
+    assert generate(fast, [[1, 2, 3]], 12, temperature=0) == with_c
 
 
 def test_the_c_step_steps_aside_for_a_changed_model():

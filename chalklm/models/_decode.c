@@ -4,10 +4,15 @@
    Read chalklm/models/gpt.py and layers.py first: they are the reference, and this file
    computes exactly their forward pass for one new token, in the same order:
 
-     x = token_embedding[token] + positions[pos]
+     x = token_embedding[token] + positions[pos]       (no positions with RoPE)
      for each block:   x = x + proj(attention(query, keys, values))   of ln_1(x)
                        x = x + mlp.proj(activation(mlp.fc(ln_2(x))))
      logits = output_weights @ ln_f(x)
+
+   with the Llama-family switches of the config: each norm LayerNorm or RMSNorm; RoPE
+   turning each head's query and key (after qk-norm, an RMSNorm per head, if on); fewer
+   key/value heads than query heads (grouped-query attention: query head h reads
+   key/value head h / (n_head / n_kv_head)); the MLP gated (SwiGLU: silu(gate) * fc).
 
    Why it exists. A one-token step reads every weight once and does two flops per weight
    read: its speed is the speed of reading the weights from memory. PyTorch gets there
@@ -21,7 +26,9 @@
    by fused_step.py; their layouts are the P_* and S_* names below. Every weight matrix
    here is (outputs, inputs), row-major: the copies of fused_step.weights. A bias pointer
    may be 0 (bias=False). The keys and values are the KV cache's tensors, (n_layer, 1,
-   n_head, max_len, head_size): the new token's key and value go to column `pos`. */
+   n_kv_head, max_len, head_size): the new token's key and value go to column `pos`.
+   With RoPE, `positions` is the rotary table (block_size, head_size): cos then sin of each
+   pair's angle (chalklm/scratch/rope.py). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,12 +51,14 @@
 /* pointers[] */
 enum { P_TOKEN_EMBEDDING, P_POSITIONS, P_LN_F_SCALE, P_LN_F_BIAS, P_OUTPUT, P_KEYS, P_VALUES,
        P_LOGITS, P_LAYERS };
-/* pointers[P_LAYERS + 12 * layer + ...] */
+/* pointers[P_LAYERS + L_COUNT * layer + ...]; a scale or bias pointer may be 0 (none) */
 enum { L_LN_1_SCALE, L_LN_1_BIAS, L_QKV, L_QKV_BIAS, L_ATTN_PROJ, L_ATTN_PROJ_BIAS,
-       L_LN_2_SCALE, L_LN_2_BIAS, L_FC, L_FC_BIAS, L_MLP_PROJ, L_MLP_PROJ_BIAS, L_COUNT };
+       L_LN_2_SCALE, L_LN_2_BIAS, L_FC, L_FC_BIAS, L_MLP_PROJ, L_MLP_PROJ_BIAS,
+       L_GATE, L_GATE_BIAS, L_Q_NORM, L_K_NORM, L_COUNT };
 /* sizes[] */
 enum { S_N_LAYER, S_N_HEAD, S_N_EMBD, S_N_HIDDEN, S_VOCAB, S_MAX_LEN, S_POS, S_TOKEN,
-       S_ACTIVATION, S_THREADS, S_COUNT };
+       S_ACTIVATION, S_THREADS, S_N_KV_HEAD, S_RMSNORM, S_GATED, S_ROPE, S_QK_NORM,
+       S_COUNT };
 enum { GELU_TANH, GELU_EXACT, RELU }; /* chalklm.config.ACTIVATIONS, in that order */
 
 #define MAX_THREADS 64
@@ -60,9 +69,10 @@ typedef struct {
     const int64_t *s;       /* the sizes */
     float eps;
     float *x;               /* the residual stream (n_embd), shared */
-    float *qkv;             /* query, key and value of the new token (3 n_embd) */
+    float *qkv;             /* query, key and value of the new token (n_embd + 2 kv) */
     float *heads;           /* attention's output, heads side by side (n_embd) */
     float *hidden;          /* the MLP's wide middle (n_hidden) */
+    float *gate;            /* SwiGLU's gate (n_hidden) */
     float *normed;          /* each thread's own layer-norm output (n_embd each) */
     float *scores;          /* each thread's own attention scores (max_len each) */
 } Step;
@@ -171,6 +181,47 @@ static void layer_norm(const float *x, const float *scale, const float *bias, in
         out[i] = (x[i] - mean) * inv * scale[i] + (bias ? bias[i] : 0.0f);
 }
 
+/* x / sqrt(mean(x^2) + eps) * scale (RMSNorm), in place when out == x. */
+static void rms_norm(const float *x, const float *scale, int64_t n, float eps, float *out)
+{
+    float mean_square = 0;
+    for (int64_t i = 0; i < n; i++)
+        mean_square += x[i] * x[i];
+    float inv = 1.0f / sqrtf(mean_square / n + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * inv * scale[i];
+}
+
+/* The block's norm, as the config says: RMSNorm or LayerNorm. */
+static void norm(const Step *st, const float *scale, const float *bias, float *out)
+{
+    int64_t C = st->s[S_N_EMBD];
+    if (st->s[S_RMSNORM])
+        rms_norm(st->x, scale, C, st->eps, out);
+    else
+        layer_norm(st->x, scale, bias, C, st->eps, out);
+}
+
+/* RoPE: turn each pair (v[i], v[i + hs/2]) by its angle; row: cos then sin (hs numbers). */
+static void rotate(float *v, const float *row, int64_t hs)
+{
+    int64_t half = hs / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float x1 = v[i], x2 = v[i + half], c = row[i], s = row[half + i];
+        v[i] = x1 * c - x2 * s;
+        v[i + half] = x1 * s + x2 * c;
+    }
+}
+
+/* One head's query or key before the scores: qk-norm, then RoPE (each when switched on). */
+static void prepare(const Step *st, float *v, const float *norm_scale, int64_t hs)
+{
+    if (st->s[S_QK_NORM])
+        rms_norm(v, norm_scale, hs, st->eps, v);
+    if (st->s[S_ROPE])
+        rotate(v, st->p[P_POSITIONS] + st->s[S_POS] * hs, hs);
+}
+
 static float activate(float a, int64_t kind)
 {
     if (kind == GELU_TANH) { /* GPT-2's GELU: 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) */
@@ -213,18 +264,27 @@ static void block_attention(const Step *st, const float *const *w, int64_t layer
 {
     const int64_t *s = st->s;
     int64_t C = s[S_N_EMBD], H = s[S_N_HEAD], hs = C / H, T = s[S_MAX_LEN], pos = s[S_POS];
+    int64_t KV = s[S_N_KV_HEAD], group = H / KV, lo, hi;
     float *normed = st->normed + t * C;
-    layer_norm(st->x, w[L_LN_1_SCALE], w[L_LN_1_BIAS], C, st->eps, normed);
-    linear(w[L_QKV], w[L_QKV_BIAS], normed, 3 * C, C, st->qkv, t, n);
+    norm(st, w[L_LN_1_SCALE], w[L_LN_1_BIAS], normed);
+    linear(w[L_QKV], w[L_QKV_BIAS], normed, C + 2 * KV * hs, C, st->qkv, t, n);
     barrier(n, sense);
-    int64_t lo, hi;
+    share(KV, t, n, &lo, &hi); /* the new key and value of each key/value head, cached */
+    for (int64_t g = lo; g < hi; g++) {
+        float *key = st->qkv + C + g * hs, *value = st->qkv + C + (KV + g) * hs;
+        prepare(st, key, w[L_K_NORM], hs);
+        int64_t column = ((layer * KV + g) * T + pos) * hs;
+        memcpy((float *)st->p[P_KEYS] + column, key, hs * sizeof(float));
+        memcpy((float *)st->p[P_VALUES] + column, value, hs * sizeof(float));
+    }
+    barrier(n, sense);
     share(H, t, n, &lo, &hi);
     for (int64_t h = lo; h < hi; h++) {
-        float *keys = (float *)st->p[P_KEYS] + ((layer * H + h) * T) * hs;
-        float *values = (float *)st->p[P_VALUES] + ((layer * H + h) * T) * hs;
-        memcpy(keys + pos * hs, st->qkv + C + h * hs, hs * sizeof(float));
-        memcpy(values + pos * hs, st->qkv + 2 * C + h * hs, hs * sizeof(float));
-        attend(st->qkv + h * hs, keys, values, pos, hs, st->scores + t * T,
+        int64_t g = h / group;
+        float *query = st->qkv + h * hs;
+        prepare(st, query, w[L_Q_NORM], hs);
+        attend(query, st->p[P_KEYS] + ((layer * KV + g) * T) * hs,
+               st->p[P_VALUES] + ((layer * KV + g) * T) * hs, pos, hs, st->scores + t * T,
                st->heads + h * hs);
     }
     barrier(n, sense);
@@ -237,11 +297,17 @@ static void block_mlp(const Step *st, const float *const *w, int t, int n, int *
     const int64_t *s = st->s;
     int64_t C = s[S_N_EMBD], hidden = s[S_N_HIDDEN], lo, hi;
     float *normed = st->normed + t * C;
-    layer_norm(st->x, w[L_LN_2_SCALE], w[L_LN_2_BIAS], C, st->eps, normed);
+    norm(st, w[L_LN_2_SCALE], w[L_LN_2_BIAS], normed);
     linear(w[L_FC], w[L_FC_BIAS], normed, hidden, C, st->hidden, t, n);
-    share(hidden, t, n, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        st->hidden[r] = activate(st->hidden[r], s[S_ACTIVATION]);
+    share(hidden, t, n, &lo, &hi); /* the rows this thread wrote: no barrier needed */
+    if (s[S_GATED]) { /* SwiGLU: silu(gate) * fc, silu(a) = a / (1 + e^-a) */
+        linear(w[L_GATE], w[L_GATE_BIAS], normed, hidden, C, st->gate, t, n);
+        for (int64_t r = lo; r < hi; r++)
+            st->hidden[r] *= st->gate[r] / (1.0f + expf(-st->gate[r]));
+    } else {
+        for (int64_t r = lo; r < hi; r++)
+            st->hidden[r] = activate(st->hidden[r], s[S_ACTIVATION]);
+    }
     barrier(n, sense);
     add_linear(st->x, w[L_MLP_PROJ], w[L_MLP_PROJ_BIAS], st->hidden, C, hidden, t, n);
     barrier(n, sense);
@@ -255,7 +321,8 @@ static void run(const Step *st, int t)
     int n = (int)s[S_THREADS], sense = atomic_load(&pool.sense);
     if (t == 0)
         for (int64_t c = 0; c < C; c++)
-            st->x[c] = p[P_TOKEN_EMBEDDING][s[S_TOKEN] * C + c] + p[P_POSITIONS][s[S_POS] * C + c];
+            st->x[c] = p[P_TOKEN_EMBEDDING][s[S_TOKEN] * C + c] +
+                       (s[S_ROPE] ? 0.0f : p[P_POSITIONS][s[S_POS] * C + c]);
     barrier(n, &sense);
     for (int64_t layer = 0; layer < s[S_N_LAYER]; layer++) {
         const float *const *w = p + P_LAYERS + L_COUNT * layer;
@@ -263,7 +330,7 @@ static void run(const Step *st, int t)
         block_mlp(st, w, t, n, &sense);
     }
     float *normed = st->normed + t * C;
-    layer_norm(st->x, p[P_LN_F_SCALE], p[P_LN_F_BIAS], C, st->eps, normed);
+    norm(st, p[P_LN_F_SCALE], p[P_LN_F_BIAS], normed);
     linear(p[P_OUTPUT], NULL, normed, s[S_VOCAB], C, (float *)p[P_LOGITS], t, n);
 }
 
@@ -354,14 +421,20 @@ static PyObject *step(PyObject *self, PyObject *args)
     memcpy(sz, s, sizeof sz);
     int n = (int)(sz[S_THREADS] < 1 ? 1 : sz[S_THREADS] > MAX_THREADS ? MAX_THREADS : sz[S_THREADS]);
     int64_t C = sz[S_N_EMBD], T = sz[S_MAX_LEN], hidden = sz[S_N_HIDDEN];
-    float *scratch = malloc(sizeof(float) * (5 * C + hidden + n * (C + T)));
+    if (sz[S_N_HEAD] < 1 || C % sz[S_N_HEAD] || sz[S_N_KV_HEAD] < 1 ||
+        sz[S_N_HEAD] % sz[S_N_KV_HEAD] || (sz[S_ROPE] && (C / sz[S_N_HEAD]) % 2)) {
+        PyErr_SetString(PyExc_ValueError, "heads that do not divide the width evenly");
+        goto done;
+    }
+    /* x (C), qkv (at most 3 C), heads (C), hidden, gate, then each thread's (C + T) */
+    float *scratch = malloc(sizeof(float) * (5 * C + 2 * hidden + n * (C + T)));
     if (!scratch) {
         PyErr_NoMemory();
         goto done;
     }
     Step st = {(const float *const *)pointers.buf, sz, eps, scratch, scratch + C,
                scratch + 4 * C, scratch + 5 * C, scratch + 5 * C + hidden,
-               scratch + 5 * C + hidden + n * C};
+               scratch + 5 * C + 2 * hidden, scratch + 5 * C + 2 * hidden + n * C};
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&busy); /* one step at a time: the workers serve one */
     pthread_mutex_lock(&pool.lock);

@@ -35,28 +35,35 @@ except ImportError:  # not built: no C compiler when chalklm was installed
 
 # the layout `_decode.c` reads: its S_* names, in order
 SIZES = ("n_layer", "n_head", "n_embd", "n_hidden", "vocab", "max_len", "pos", "token",
-         "activation", "threads")
+         "activation", "threads", "n_kv_head", "rmsnorm", "gated", "rope", "qk_norm")
 POS, TOKEN = SIZES.index("pos"), SIZES.index("token")
 
 
 def applies(model, cache) -> bool:
-    """True where the C step computes what `model(ids, cache=cache)` computes: GPT-2's
-    pieces (not the Llama-family switches, which `_decode.c` does not compute), each module
+    """True where the C step computes what `model(ids, cache=cache)` computes: every module
     of chalklm's own classes (a model whose code someone changed steps aside on its own:
-    the C step cannot know the change), float32 on a CPU, one row, no padding."""
-    weight = model.token_embedding.weight
-    return (_decode is not None and os.environ.get("CHALKLM_PURE_PYTHON") != "1"
-            and getattr(model, "config", None) is not None and model.config.is_gpt2
-            and all(type(m) in _STOCK for m in model.modules())
-            and weight.dtype == torch.float32
-            and weight.device.type == "cpu" and cache.batch == 1 and not cache.padded
-            and cache.keys.dtype == torch.float32)
+    the C step cannot know the change), every parameter float32 on a CPU, one row of
+    cache without padding, of the model's own shape."""
+    if _decode is None or os.environ.get("CHALKLM_PURE_PYTHON") == "1":
+        return False
+    if not all(type(m) in _STOCK for m in model.modules()):
+        return False
+    c = model.config
+    return (all(p.dtype == torch.float32 and p.device.type == "cpu"
+                for p in model.parameters())
+            and cache.batch == 1 and not cache.padded and cache.keys.dtype == torch.float32
+            and cache.keys.device.type == "cpu"
+            and tuple(cache.keys.shape) == (c.n_layer, 1, c.kv_heads, cache.max_len,
+                                            c.head_size)
+            and cache.keys.shape == cache.values.shape and cache.max_len <= c.block_size
+            and tuple(model.token_embedding.weight.shape) == (c.vocab_size, c.n_embd))
 
 
 # the classes whose arithmetic `_decode.c` repeats
 _STOCK = {gpt.GPT, layers.Block, layers.MultiHeadAttention, layers.SelfAttention, layers.MLP,
-          layers.LayerNorm, layers.Linear, layers.Dropout, layers.PositionalEmbedding,
-          layers.PositionalEncoding, torch.nn.Embedding, torch.nn.ModuleList}
+          layers.LayerNorm, layers.RMSNorm, layers.Linear, layers.Dropout,
+          layers.PositionalEmbedding, layers.PositionalEncoding, layers.RotaryEmbedding,
+          torch.nn.Embedding, torch.nn.ModuleList}
 
 
 def threads() -> int:
@@ -79,7 +86,11 @@ def huge_page_buffer(numel: int) -> torch.Tensor:
     # private and anonymous (not shared: shared memory has huge pages of its own, mostly off)
     if not hasattr(mmap, "MAP_ANONYMOUS"):  # not Linux or macOS
         return torch.empty(numel)
-    area = mmap.mmap(-1, numel * 4 + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        area = mmap.mmap(-1, numel * 4 + HUGE_PAGE,
+                         flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:  # refused (a memory limit): ordinary memory serves
+        return torch.empty(numel)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         try:
             area.madvise(mmap.MADV_HUGEPAGE)
@@ -92,12 +103,14 @@ def huge_page_buffer(numel: int) -> torch.Tensor:
 
 def _products(model) -> list[tuple]:
     """Each product of a step as (owner, layers), in `_decode.c`'s order (query, key and
-    value as one, kept on the attention; the others on their layer)."""
+    value as one, kept on the attention; the others on their layer; SwiGLU's gate last)."""
     groups = []
     for block in model.blocks:
         attn, mlp = block.attn, block.mlp
         groups += [(attn, (attn.query, attn.key, attn.value)), (attn.proj, (attn.proj,)),
                    (mlp.fc, (mlp.fc,)), (mlp.proj, (mlp.proj,))]
+        if mlp.gate is not None:
+            groups.append((mlp.gate, (mlp.gate,)))
     return groups
 
 
@@ -132,6 +145,15 @@ def weights(model) -> tuple[list, torch.Tensor]:
     return products, out
 
 
+def _bias(norm):
+    """A LayerNorm's bias; None for RMSNorm or bias=False."""
+    return getattr(norm, "bias", None)
+
+
+def _scale(norm):
+    return None if norm is None else norm.scale
+
+
 class FusedStep:
     """`step(token) -> logits (1, vocab)`: one new token into `cache`, as the model computes."""
 
@@ -150,7 +172,8 @@ class FusedStep:
         hidden = model.blocks[0].mlp.fc.weight.shape[1]
         self.sizes = np.array([c.n_layer, c.n_head, c.n_embd, hidden, c.vocab_size,
                                cache.max_len, 0, 0, ACTIVATIONS.index(c.activation),
-                               threads()], dtype=np.int64)
+                               threads(), c.kv_heads, c.norm == "rmsnorm", c.mlp == "swiglu",
+                               c.positional == "rope", c.qk_norm], dtype=np.int64)
 
     def _tensors(self, model) -> list:
         """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias."""
@@ -158,12 +181,16 @@ class FusedStep:
         with torch.no_grad():
             positions = model.positions(model.config.block_size)
             tensors = [model.token_embedding.weight, positions, model.ln_f.scale,
-                       model.ln_f.bias, output, self.cache.keys, self.cache.values,
+                       _bias(model.ln_f), output, self.cache.keys, self.cache.values,
                        self.logits]
-            for i, block in enumerate(model.blocks):
-                qkv, proj, fc, mlp_proj = products[4 * i:4 * i + 4]
-                tensors += [block.ln_1.scale, block.ln_1.bias, *qkv, *proj,
-                            block.ln_2.scale, block.ln_2.bias, *fc, *mlp_proj]
+            products = iter(products)
+            for block in model.blocks:
+                attn, mlp = block.attn, block.mlp
+                qkv, proj, fc, mlp_proj = (next(products) for _ in range(4))
+                gate = next(products) if mlp.gate is not None else (None, None)
+                tensors += [block.ln_1.scale, _bias(block.ln_1), *qkv, *proj,
+                            block.ln_2.scale, _bias(block.ln_2), *fc, *mlp_proj, *gate,
+                            _scale(attn.q_norm), _scale(attn.k_norm)]
         # contiguous: the C step walks each one as a plain array (no copy when it is one)
         tensors = [t if t is None else t.detach().contiguous() for t in tensors]
         if any(t is not None and t.dtype != torch.float32 for t in tensors):
