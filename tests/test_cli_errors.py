@@ -249,6 +249,7 @@ def test_import_of_a_pickle_is_one_line_without_pytorchs_warning(tmp_path, capsy
         "model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 4, "n_positions": 8,
         "vocab_size": 10}))
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"a": [1, 2]}, protocol=4))
-    err = refused(["import-hf", str(folder), str(tmp_path / "out")], capsys,
+    refused(["import-hf", str(folder), str(tmp_path / "out")], capsys, "--allow-pickle")
+    err = refused(["import-hf", str(folder), str(tmp_path / "out"), "--allow-pickle"], capsys,
                   "not a weights-only PyTorch file")
     assert "weights_only" not in err and "\x1b" not in err

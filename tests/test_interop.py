@@ -314,7 +314,9 @@ def test_import_reads_a_weights_only_pytorch_model_bin(tmp_path):
     hf = hf_folder(tmp_path / "hf", vocab_size=30, n_positions=8, n_embd=16, n_layer=1, n_head=2)
     os.remove(tmp_path / "hf" / "model.safetensors")
     torch.save(hf.state_dict(), tmp_path / "hf" / "pytorch_model.bin")
-    import_hf(tmp_path / "hf", tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="pickled PyTorch file.*--allow-pickle"):
+        import_hf(tmp_path / "hf", tmp_path / "ck")
+    import_hf(tmp_path / "hf", tmp_path / "ck", allow_pickle=True)
     wte = hf.state_dict()["transformer.wte.weight"].numpy()
     np.testing.assert_array_equal(load_weights(tmp_path / "ck")["token_embedding.weight"], wte)
 
@@ -349,7 +351,7 @@ def test_import_refuses_a_pickle_that_would_run_code(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"transformer.wte.weight": _RunsCode(marker)}, tmp_path / "hf" / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="not a weights-only PyTorch file"):
-        import_hf(tmp_path / "hf", tmp_path / "ck")
+        import_hf(tmp_path / "hf", tmp_path / "ck", allow_pickle=True)
     assert not marker.exists()
     assert pickle.loads(pickle.dumps(1)) == 1  # (pickle itself is untouched)
 

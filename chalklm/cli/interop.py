@@ -1,4 +1,5 @@
-"""`chalklm export-hf` and `chalklm import-hf`: move GPT models to and from Hugging Face."""
+"""`chalklm export-hf` and `chalklm import-hf`: move GPT models to and from Hugging Face
+(GPT-2, and Llama-family models such as SmolLM2, Llama 3 and Qwen2)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,30 @@ def _report(what: str, result) -> None:
 def _export(args) -> int:
     from chalklm.interop import export_hf
 
-    _report("a Hugging Face GPT-2", export_hf(args.checkpoint, args.out, force=args.force))
-    print(f"load it with transformers.GPT2LMHeadModel.from_pretrained({str(args.out)!r})")
+    result = export_hf(args.checkpoint, args.out, force=args.force)
+    _report(f"a Hugging Face {result.kind}", result)
+    print(f"load it with transformers.{result.kind}.from_pretrained({str(args.out)!r})")
     return 0
 
 
 def _import(args) -> int:
     from chalklm.interop import import_hf
 
-    _report("a chalklm GPT checkpoint", import_hf(args.folder, args.out, force=args.force))
+    result = import_hf(args.folder, args.out, force=args.force, allow_pickle=args.allow_pickle)
+    _report(f"a chalklm GPT checkpoint (from {result.kind})", result)
     return 0
 
 
 def register(subparsers) -> None:
     export = subparsers.add_parser(
         "export-hf",
-        help="write a GPT checkpoint as a Hugging Face GPT-2 folder",
+        help="write a GPT checkpoint as a Hugging Face GPT-2 or Llama folder",
         description="Write a chalklm GPT checkpoint as a folder that "
-        "transformers.GPT2LMHeadModel.from_pretrained loads (config.json, model.safetensors, "
-        "tokenizer.json). GPT-2 needs learned positions, biases and a tied output layer.",
+        "transformers.AutoModelForCausalLM.from_pretrained loads (config.json, "
+        "model.safetensors, tokenizer.json, and for Llama generation_config.json and the chat "
+        "template). The GPT-2 design (learned positions, biases, a tied output layer) becomes "
+        "GPT2LMHeadModel; a model with the Llama pieces (rmsnorm, rope, swiglu) "
+        "LlamaForCausalLM.",
     )
     export.add_argument("checkpoint", help="chalklm checkpoint folder (or a run folder)")
     export.add_argument("out", help="folder to write")
@@ -41,12 +47,15 @@ def register(subparsers) -> None:
 
     imp = subparsers.add_parser(
         "import-hf",
-        help="turn a Hugging Face GPT-2 folder into a chalklm checkpoint",
-        description="Read a GPT-2 folder (config.json and model.safetensors, or a "
-        "weights-only pytorch_model.bin; tokenizer.json when present) into a chalklm "
-        "checkpoint that both engines load. Never unpickles code.",
+        help="turn a Hugging Face GPT-2, Llama or Qwen2 folder into a chalklm checkpoint",
+        description="Read a GPT2LMHeadModel, LlamaForCausalLM (SmolLM2, Llama 3...) or "
+        "Qwen2ForCausalLM folder (config.json and model.safetensors or its shards; "
+        "tokenizer.json, tokenizer_config.json and generation_config.json when present) into "
+        "a chalklm checkpoint that both engines load. Never runs code from the folder.",
     )
     imp.add_argument("folder", help="folder written by save_pretrained (a GPT-2 model)")
     imp.add_argument("out", help="checkpoint folder to write")
     imp.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
+    imp.add_argument("--allow-pickle", action="store_true",
+                     help="read a pickled pytorch_model.bin (tensors only, weights_only=True)")
     imp.set_defaults(func=_import)

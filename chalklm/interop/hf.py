@@ -1,11 +1,15 @@
-"""Folders in and out: a chalklm checkpoint <-> a Hugging Face GPT-2 folder.
+"""Folders in and out: a chalklm checkpoint <-> a Hugging Face GPT-2 or Llama folder.
 
-`export_hf` writes what `transformers.GPT2LMHeadModel.from_pretrained(out)` loads:
-`config.json`, `model.safetensors` with GPT-2's names, and the tokenizer as an HF
-`tokenizer.json`. `import_hf` reads such a folder (whoever wrote it) into a chalklm
-checkpoint. The renaming itself lives in `chalklm.interop.gpt2`; this file only reads and
-writes. Both refuse to replace a non-empty folder unless asked (`force=True`), and write
-into a temporary folder renamed into place, so a failure leaves nothing half-written.
+`export_hf` writes what `transformers.AutoModelForCausalLM.from_pretrained(out)` loads:
+`config.json`, `model.safetensors` with GPT-2's or Llama's names (a GPT-2 design is
+written as GPT-2, a model with the Llama pieces as Llama), and the tokenizer as an HF
+`tokenizer.json` (with `tokenizer_config.json`'s chat template, when it has one).
+`import_hf` reads such a folder (whoever wrote it: SmolLM2, Llama 3, Qwen2 and their like
+too) into a chalklm checkpoint. The renaming itself lives in `chalklm.interop.gpt2` and
+`chalklm.interop.llama`; this file only reads and writes. Both refuse to replace a
+non-empty folder unless asked (`force=True`), and write into a temporary folder renamed
+into place, so a failure leaves nothing half-written. Weights are read from safetensors
+only, which cannot run code; a pickled `pytorch_model.bin` needs `allow_pickle=True`.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from chalklm import checkpoint
 from chalklm.config import GPTConfig
 from chalklm.errors import CheckpointError, ConfigError
 from chalklm.files import settle
+from chalklm.interop import llama
 from chalklm.interop.gpt2 import config_from_gpt2, config_to_gpt2, from_gpt2_state, to_gpt2_state
-from chalklm.interop.tokenizer import load_hf_tokenizer, save_hf_tokenizer
+from chalklm.interop.tokenizer import (
+    HF_GENERATION_CONFIG_FILE,
+    load_hf_tokenizer,
+    save_hf_tokenizer,
+)
 
 HF_CONFIG_FILE = "config.json"
 HF_SAFETENSORS_FILE = "model.safetensors"
@@ -39,6 +48,7 @@ class Result:
 
     path: Path
     config: GPTConfig
+    kind: str = ""  # the Hugging Face architecture, e.g. "LlamaForCausalLM"
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,8 +74,18 @@ def _special_ids(tokenizer) -> tuple[int | None, int | None]:
     return eot, eot
 
 
+def _chat_ids(tokenizer) -> tuple[int | None, list[int]]:
+    """(bos, eos ids) of a chat model's tokenizer: its named bos_token, and the tokens
+    that end a turn."""
+    chat = getattr(tokenizer, "chat", None) or {}
+    specials = tokenizer.special.ids if chat else {}
+    bos = specials.get(chat.get("tokens", {}).get("bos_token"))
+    return bos, [specials[text] for text in chat.get("stop", []) if text in specials]
+
+
 def export_hf(source, out, force: bool = False) -> Result:
-    """Write the chalklm GPT checkpoint `source` as a Hugging Face GPT-2 folder `out`."""
+    """Write the chalklm GPT checkpoint `source` as a Hugging Face folder `out`: GPT-2
+    for the GPT-2 design, Llama for a model with the Llama pieces."""
     from safetensors.numpy import save_file
 
     folder = checkpoint.resolve(source)
@@ -73,20 +93,31 @@ def export_hf(source, out, force: bool = False) -> Result:
     _check_out(out, folder, force)
     config = checkpoint.load_config(folder)
     if not isinstance(config, GPTConfig):
-        raise ConfigError(f"{folder}: a {config.model_type!r} model; only GPT exports to GPT-2")
-    weights = to_gpt2_state(checkpoint.load_weights(folder), config)  # checks expressible
+        raise ConfigError(f"{folder}: a {config.model_type!r} model; only GPT exports to "
+                          "Hugging Face")
     has_tokenizer = (folder / checkpoint.TOKENIZER_FILE).is_file()
     tokenizer = checkpoint.load_tokenizer(folder) if has_tokenizer else None
-    bos, eos = _special_ids(tokenizer)
-    result = Result(out, config)
+    generation = None
+    if config.is_gpt2:
+        weights = to_gpt2_state(checkpoint.load_weights(folder), config)  # checks expressible
+        bos, eos = _special_ids(tokenizer)
+        hf_config = config_to_gpt2(config, bos_token_id=bos, eos_token_id=eos)
+    else:
+        weights = llama.to_llama_state(checkpoint.load_weights(folder), config)
+        bos, stop = _chat_ids(tokenizer)
+        eos = stop[0] if len(stop) == 1 else stop or None
+        hf_config = llama.config_to_llama(config, bos_token_id=bos, eos_token_id=eos)
+        generation = {"bos_token_id": bos, "eos_token_id": eos}
+    result = Result(out, config, kind=hf_config["architectures"][0])
 
     def write(tmp: Path) -> None:
         tensors = {name: np.ascontiguousarray(a) for name, a in weights.items()}
         # transformers reads safetensors files tagged as torch's ("pt").
         save_file(tensors, str(tmp / HF_SAFETENSORS_FILE), metadata={"format": "pt"})
         settle(tmp / HF_SAFETENSORS_FILE)
-        hf_config = config_to_gpt2(config, bos_token_id=bos, eos_token_id=eos)
         (tmp / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=1) + "\n")
+        if generation is not None:
+            (tmp / HF_GENERATION_CONFIG_FILE).write_text(json.dumps(generation, indent=1) + "\n")
         if tokenizer is None:
             result.notes.append("the checkpoint has no tokenizer, so no tokenizer.json written")
         else:
@@ -94,17 +125,6 @@ def export_hf(source, out, force: bool = False) -> Result:
 
     checkpoint.write_folder(out, write)
     return result
-
-
-def _load_safetensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the folder is incomplete")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises several kinds for a damaged file
-        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -116,13 +136,18 @@ def _unpickling_reason(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _load_torch_weights(path: Path) -> dict:
-    """A `pytorch_model.bin`, unpickled with `weights_only=True`: tensors only, never code."""
+def _load_torch_weights(path: Path, allow_pickle: bool) -> dict:
+    """A `pytorch_model.bin`, only when allowed, and then unpickled with
+    `weights_only=True`: tensors only, never code."""
     import pickle
     import warnings
 
     import torch
 
+    if not allow_pickle:
+        raise CheckpointError(f"{path}: a pickled PyTorch file, refused because unpickling "
+                              "can run code; pass --allow-pickle (allow_pickle=True) to read "
+                              "its tensors with torch.load(weights_only=True)")
     try:
         with warnings.catch_warnings():  # PyTorch's warnings about the pickle: ours is one line
             warnings.simplefilter("ignore")
@@ -135,39 +160,83 @@ def _load_torch_weights(path: Path) -> dict:
     return state
 
 
-def read_hf_weights(folder: Path) -> dict[str, np.ndarray]:
-    """name -> float32 array from a GPT-2 folder: safetensors (one file or shards) or a
-    weights-only pytorch_model.bin. Read through torch, which knows every dtype (bf16)."""
+def _open_safetensors(path: Path):
+    """A safetensors file opened for reading one tensor at a time (as torch tensors)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the folder is incomplete")
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
+
+
+def open_hf_weights(folder: Path, allow_pickle: bool = False):
+    """(names, get) for the weights of an HF folder: `get(name)` reads one tensor (torch,
+    in the file's dtype), so a caller can convert the weights one at a time. Safetensors
+    (one file, or shards listed by model.safetensors.index.json); a pickled
+    pytorch_model.bin only with `allow_pickle`."""
     folder = Path(folder)
     if (folder / HF_SAFETENSORS_FILE).is_file():
-        tensors = _load_safetensors(folder / HF_SAFETENSORS_FILE)
+        files = {HF_SAFETENSORS_FILE: _open_safetensors(folder / HF_SAFETENSORS_FILE)}
+        where = {name: HF_SAFETENSORS_FILE for name in files[HF_SAFETENSORS_FILE].keys()}
     elif (folder / HF_SAFETENSORS_INDEX).is_file():
         index = checkpoint.read_json(folder / HF_SAFETENSORS_INDEX, _NOT_HF)
-        weight_map = index.get("weight_map", {})
-        tensors = {}
-        for shard in sorted(set(weight_map.values())):
-            tensors.update(_load_safetensors(folder / shard))
+        where = index.get("weight_map", {})
+        shards = sorted(set(where.values()))
+        files = {shard: _open_safetensors(folder / shard) for shard in shards}
     elif (folder / HF_TORCH_FILE).is_file():
-        tensors = _load_torch_weights(folder / HF_TORCH_FILE)
+        state = _load_torch_weights(folder / HF_TORCH_FILE, allow_pickle)
+        return set(state), state.__getitem__
     else:
         raise CheckpointError(
-            f"{folder}: no {HF_SAFETENSORS_FILE} or {HF_TORCH_FILE}; "
-            "is this a GPT-2 folder written by save_pretrained?"
+            f"{folder}: no {HF_SAFETENSORS_FILE} or {HF_TORCH_FILE}; {_NOT_HF}"
         )
-    return {name: t.detach().float().numpy() for name, t in tensors.items()}
+
+    def get(name: str):
+        try:
+            return files[where[name]].get_tensor(name)
+        except Exception as exc:  # a name the index lists but its shard lacks, a bad file
+            raise CheckpointError(f"{folder / where[name]}: cannot read {name!r} ({exc})") from None
+
+    return set(where), get
 
 
-def import_hf(source, out, force: bool = False) -> Result:
-    """Read the Hugging Face GPT-2 folder `source` into the chalklm checkpoint `out`."""
+def read_hf_weights(folder: Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """name -> float32 array of every weight in an HF folder (see `open_hf_weights`).
+    Read through torch, which knows every dtype (bf16)."""
+    names, get = open_hf_weights(folder, allow_pickle)
+    return {name: get(name).detach().float().numpy() for name in sorted(names)}
+
+
+def _import_llama(folder: Path, hf_config: dict, allow_pickle: bool):
+    """(config, weights) of a Llama-family folder, converted one tensor at a time."""
+    config = llama.config_from_llama(hf_config)
+    names, get = open_hf_weights(folder, allow_pickle)
+    weights = llama.from_llama_state(lambda name: get(name).float().numpy(), names, config,
+                                     qkv_biases_only=hf_config["model_type"] == "qwen2")
+    return config, weights
+
+
+def import_hf(source, out, force: bool = False, allow_pickle: bool = False) -> Result:
+    """Read the Hugging Face folder `source` (GPT-2, Llama or Qwen2) into the chalklm
+    checkpoint `out`. `allow_pickle` lets a pytorch_model.bin be read (weights only)."""
     folder = Path(source)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such folder")
     out = Path(out)
     _check_out(out, folder, force)
-    config = config_from_gpt2(checkpoint.read_json(folder / HF_CONFIG_FILE, _NOT_HF))
-    weights = from_gpt2_state(read_hf_weights(folder), config)
+    hf_config = checkpoint.read_json(folder / HF_CONFIG_FILE, _NOT_HF)
+    if hf_config.get("model_type", "gpt2") == "gpt2":
+        config = config_from_gpt2(hf_config)
+        weights = from_gpt2_state(read_hf_weights(folder, allow_pickle), config)
+        kind = "GPT2LMHeadModel"
+    else:
+        config, weights = _import_llama(folder, hf_config, allow_pickle)
+        kind = llama.ARCHITECTURES[hf_config["model_type"]]
     tokenizer = load_hf_tokenizer(folder)
-    result = Result(out, config)
+    result = Result(out, config, kind=kind)
     if tokenizer is None:
         result.notes.append(
             f"{folder} has no tokenizer.json: the checkpoint holds weights and config only "
@@ -178,5 +247,8 @@ def import_hf(source, out, force: bool = False) -> Result:
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size}; they do not belong together"
         )
+    elif getattr(tokenizer, "chat", None):
+        result.notes.append("the tokenizer carries a chat template: try chalklm chat "
+                            f"--checkpoint {out}")
     checkpoint.save_checkpoint(out, weights, config, tokenizer=tokenizer)
     return result

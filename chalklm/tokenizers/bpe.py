@@ -58,6 +58,9 @@ class BPETokenizer(Tokenizer):
     ({text: id}). `id_offset` shifts every ordinary id, for files that number special
     tokens first (Hugging Face's RoBERTa-style layout); it is 0 in chalklm's own.
     A token's rank is its position among the ordinary tokens: id = rank + id_offset.
+    `chat`: for a chat model's tokenizer, how a conversation becomes text (a Jinja2
+    template, the special tokens it names, the tokens that end a turn; chalklm.chat);
+    plain data kept with the tokenizer, so that it travels with every checkpoint.
     """
 
     type_name = "bpe"
@@ -69,7 +72,11 @@ class BPETokenizer(Tokenizer):
         special_tokens: dict[str, int] | None = None,
         byte_order: Sequence[int] | None = None,
         id_offset: int = 0,
+        chat: dict[str, Any] | None = None,
     ):
+        if chat is not None and not isinstance(chat, dict):
+            raise TokenizerError(f"chat must be a dict or None, got {type(chat).__name__}")
+        self.chat = chat
         self.pattern = resolve_pattern(pattern)
         self._split = splitter(self.pattern)
         self.byte_order = list(range(256)) if byte_order is None else [int(b) for b in byte_order]
@@ -252,15 +259,17 @@ class BPETokenizer(Tokenizer):
             [a, b, self.vocab[256 + i].decode("utf-8", "backslashreplace")]
             for i, (a, b) in enumerate(self.merges)
         ]  # the third item is the merged token as text, for people reading the file
-        return {
+        data = {
             "type": self.type_name,
             "version": FORMAT_VERSION,
             "pattern": self.pattern,
             "special_tokens": dict(self.special.ids),
             "byte_order": self.byte_order,
             "id_offset": self.id_offset,
-            "merges": merges,
         }
+        if self.chat is not None:
+            data["chat"] = self.chat
+        return {**data, "merges": merges}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
@@ -275,6 +284,7 @@ class BPETokenizer(Tokenizer):
             data["special_tokens"],
             data["byte_order"],
             data.get("id_offset", 0),
+            data.get("chat"),
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -222,6 +222,7 @@ def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, i
         raise TokenizerError(f"{path}: not a Hugging Face tokenizer.json ({exc})") from None
     if model.get("type") != "BPE":
         raise TokenizerError(f"{path}: a {model.get('type')} model, not byte-level BPE")
+    _check_hf_pipeline(data, path)
     pattern = _hf_pattern(data.get("pre_tokenizer"), path)
     specials = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
     back = {c: b for b, c in bytes_to_unicode().items()}
@@ -239,14 +240,48 @@ def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, i
     return ranks, pattern, specials
 
 
+# GPT-2's pattern for text whose numbers were first cut out by a `Digits` pre-tokenizer
+# (SmolLM2's files): a number is its own chunk (each digit alone, or a run of digits), and
+# whitespace before a number ends where a piece ended, so `(?!\S)` becomes "not followed
+# by anything but whitespace or a number".
+DIGITS_THEN_GPT2 = (r"""%s|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+"""
+                    r"""|\s+(?![^\s\p{N}])|\s+""")
+
+
 def _hf_pattern(pre: dict | None, path: Path) -> str:
-    """The split regex of a pre_tokenizer: ByteLevel(use_regex) is GPT-2's; Split has its own."""
+    """The split regex of a pre_tokenizer: ByteLevel(use_regex) is GPT-2's; Split has its
+    own; Digits then ByteLevel(use_regex) is GPT-2's with numbers cut out first."""
     steps = pre.get("pretokenizers", []) if pre and pre.get("type") == "Sequence" else [pre]
+    digits = None
     for step in steps:
         if not step:
             continue
-        if step.get("type") == "Split" and "Regex" in step.get("pattern", {}):
+        if step.get("type") == "Digits" and digits is None:
+            digits = r"\p{N}" if step.get("individual_digits") else r"\p{N}+"
+        elif step.get("type") == "Split" and "Regex" in step.get("pattern", {}) and not digits:
             return import_pattern(step["pattern"]["Regex"], "hf")
-        if step.get("type") == "ByteLevel" and step.get("use_regex", True):
-            return GPT2_PATTERN
+        elif step.get("type") == "ByteLevel" and step.get("use_regex", True):
+            return DIGITS_THEN_GPT2 % digits if digits else GPT2_PATTERN
+        elif step.get("type") != "ByteLevel":
+            raise TokenizerError(f"{path}: its pre_tokenizer has a {step.get('type')} step, "
+                                 "which chalklm cannot express as one split pattern")
     raise TokenizerError(f"{path}: no byte-level split found in its pre_tokenizer")
+
+
+def _check_hf_pipeline(data: dict, path: Path) -> None:
+    """Refuse what chalklm's byte-level BPE does not do: a normalizer (NFC, lowercase...),
+    added tokens that swallow spaces around them, or a BPE model with word prefixes."""
+    if data.get("normalizer"):
+        raise TokenizerError(f"{path}: its normalizer ({data['normalizer'].get('type')}) "
+                             "changes the text before splitting; chalklm reads only files "
+                             "without one")
+    for token in data.get("added_tokens", []):
+        for flag in ("lstrip", "rstrip", "single_word"):
+            if token.get(flag):
+                raise TokenizerError(f"{path}: added token {token.get('content')!r} has "
+                                     f"{flag}=true; chalklm matches added tokens verbatim")
+    model = data["model"]
+    if model.get("byte_fallback") or model.get("continuing_subword_prefix") or \
+            model.get("end_of_word_suffix"):
+        raise TokenizerError(f"{path}: a BPE model with byte_fallback or word prefixes/"
+                             "suffixes (SentencePiece style), not byte-level BPE")
