@@ -140,12 +140,15 @@ class TorchEngine(Engine):
 
 
 def norm_piece(engine: Engine, norm, x) -> tuple[object, dict]:
-    """A layer norm: its input's mean and std per token (what it divides by), then its output."""
+    """A layer norm: its input's mean and std per token (what it subtracts and divides by),
+    its learned scale and bias (one per number; bias 0 in a model without biases), its output."""
     before = engine.array(x)[0]
     out = norm(x)
     std = np.sqrt(before.var(axis=-1) + norm.eps)
-    return out, {"mean": before.mean(axis=-1), "std": std, "out": engine.array(out)[0],
-                 "eps": norm.eps, "code": code_of(norm)}
+    bias = engine.array(norm.bias) if norm.bias is not None else np.zeros_like(std[:1])
+    return out, {"mean": before.mean(axis=-1), "std": std, "scale": engine.array(norm.scale),
+                 "bias": bias, "out": engine.array(out)[0], "eps": norm.eps,
+                 "code": code_of(norm)}
 
 
 def attention_piece(engine: Engine, attn, h) -> tuple[object, dict]:

@@ -71,12 +71,22 @@ function meanNorm(a) {
   return total / rows;
 }
 
+// one row of numbers as a strip of cells (a per-token or per-number quantity)
+function strip(caption, value, describe) {
+  const a = array(value);
+  return figure(caption, { a: { shape: [1, a.data.length], data: a.data }, describe: (r, c, v) => describe(c, v) });
+}
+
 function normFigures(name, norm, tokens) {
-  const stats = { shape: [2, tokens.length], data: Float32Array.from([...array(norm.mean).data, ...array(norm.std).data]) };
+  const token = c => `token ${c} ${JSON.stringify(tokens[c])}`;
   return [
     el("h3", { text: `${name}: layer normalization` }), el("p", { class: "code", text: norm.code }),
-    figure("mean (top row) and std (bottom row) of each token's vector", { a: stats, describe: (r, c, v) => `${r ? "std" : "mean"} of token ${c} ${JSON.stringify(tokens[c])}: ${fmt(v)}` }),
-    el("div", { class: "wide" }, figure(`(x − mean) / std × scale + bias (eps ${norm.eps})`, { a: array(norm.out), describe: rowsAre(tokens) }))];
+    el("div", { class: "wide" },
+      strip("mean of each token's vector (subtracted)", norm.mean, (c, v) => `mean of ${token(c)}: ${fmt(v)}`),
+      strip(`std of each token's vector, √(variance + ${norm.eps}) (divided by)`, norm.std, (c, v) => `std of ${token(c)}: ${fmt(v)}`),
+      strip("scale (learned, one per number: multiplies)", norm.scale, (c, v) => `scale[${c}]: ${fmt(v)}`),
+      strip("bias (learned, one per number: added)", norm.bias, (c, v) => `bias[${c}]: ${fmt(v)}`),
+      figure("(x − mean) / std × scale + bias", { a: array(norm.out), describe: rowsAre(tokens) }))];
 }
 
 function layerBody(trace, layer) {

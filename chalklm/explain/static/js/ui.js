@@ -79,7 +79,8 @@ export function heatmap({ a, kind = "signed", mask = null, describe, wide = fals
   const [rows, cols] = a.shape, canvas = el("canvas", { class: "map" });
   canvas.width = cols; canvas.height = rows;
   if (wide) {  // rows of numbers: cells as wide as 1200 px allow, at least 4 px tall
-    const w = Math.max(2, Math.min(24, Math.floor(1200 / cols))), h = Math.max(4, Math.min(w, 24));
+    const w = Math.max(2, Math.min(24, Math.floor(1200 / cols)));
+    const h = rows <= 2 ? 14 : Math.max(4, Math.min(w, 24));
     canvas.style.width = `${cols * w}px`; canvas.style.height = `${rows * h}px`;
   }
   const max = kind === "signed" ? maxAbs(a.data) : 1;
