@@ -180,6 +180,20 @@ def read_safetensors(file: Path, as_torch: bool = False) -> dict:
         raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
 
 
+def read_safetensors_as(file: Path, dtype) -> dict:
+    """name -> torch tensor in `dtype`, read and converted one tensor at a time: loading a
+    model in bf16 never holds more than one fp32 weight beside the bf16 ones."""
+    from safetensors import safe_open
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {name: handle.get_tensor(name).to(dtype) for name in handle.keys()}
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
+
+
 def read_json(file: Path, missing: str = "the checkpoint is incomplete") -> dict:
     """A JSON object from a file; missing, corrupt or not an object is a CheckpointError."""
     if not file.is_file():

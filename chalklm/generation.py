@@ -638,7 +638,8 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         device = resolve_device(device)
         with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised
             model = GPT(config)
-        weights = checkpoint.read_safetensors(folder / checkpoint.MODEL_FILE, as_torch=True)
+        weights = checkpoint.read_safetensors_as(folder / checkpoint.MODEL_FILE,
+                                                 getattr(torch, dtype))
         model.load_weights(weights, assign=True)  # the file's arrays become the parameters
         if config.positional == "sinusoidal":  # a fixed table, not in the file: make it
             model.position_encoding = PositionalEncoding(config.block_size, config.n_embd)
