@@ -71,7 +71,7 @@ def set_range(page, selector, value):
 def test_token_chips_heat_maps_and_bars(page):
     run_prompt(page, PROMPT)
     chips = page.eval_on_selector_all(".chip .t", "c => c.map(e => e.textContent)")
-    assert chips == list(PROMPT)
+    assert chips == [c.replace(" ", "␣") for c in PROMPT]
     T = len(PROMPT)
     heads = page.eval_on_selector_all("details[data-layer='0'] .head canvas.map", HEADS)
     assert len(heads) == 2  # n_head

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", metavar="DIR",
-                      help="a GPT checkpoint folder, or a run folder (its best/)")
+                      help="a GPT or translation checkpoint folder, or a run folder "
+                           "(its best/)")
     what.add_argument("--demo", choices=["leaf-flower"],
                       help="the article's first network alone, no checkpoint needed")
     parser.add_argument("--port", type=_port, default=0,
@@ -42,8 +43,8 @@ def run(args) -> int:
 
     explainer = None
     if args.checkpoint is not None:
-        from chalklm.explain.session import Explainer
+        from chalklm.explain.session import open_checkpoint
 
-        explainer = Explainer(args.checkpoint)
+        explainer = open_checkpoint(args.checkpoint)
     serve(make_app(explainer), args.host, args.port, args.open)
     return 0

@@ -25,6 +25,7 @@ from chalklm.explain import leaf, requests
 from chalklm.explain.encode import ENCODINGS, encode
 from chalklm.explain.metrics import read_metrics
 from chalklm.explain.requests import MAX_BODY, MAX_NEW_TOKENS, BadRequest
+from chalklm.explain.translation import MAX_BEAM
 
 STATIC = Path(__file__).parent / "static"
 
@@ -50,12 +51,17 @@ def controls(data: dict) -> generation.Controls:
 
 
 def make_app(explainer=None) -> Starlette:
-    """The ASGI app; `explainer` None serves the leaf/flower network alone."""
+    """The ASGI app for an `Explainer` (GPT), a `TranslationExplainer`, or None: the
+    leaf/flower network alone."""
 
-    def model():
+    def model(kind: str = "gpt"):
         if explainer is None:
             raise BadRequest("this server shows the leaf/flower network only; start it "
                              "with --checkpoint DIR to see a language model", 404)
+        if explainer.kind != kind:
+            route = "/api/translate" if explainer.kind == "transformer" else "/api/forward"
+            raise BadRequest(f"this server shows a {explainer.kind} checkpoint; ask "
+                             f"{route}", 404)
         return explainer
 
     def prompt_and_engine(data):
@@ -103,11 +109,25 @@ def make_app(explainer=None) -> Starlette:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    async def translate(request):
+        data = await body_of(request)
+        sentence = requests.text(data, "sentence")
+        engine = requests.choice(data, "engine", requests.ENGINES, "torch")
+        beam = requests.whole(data, "beam_size", 4, 1, MAX_BEAM)
+        m = model("transformer")
+
+        def run():
+            return json.dumps(encode(m.translate(sentence, engine, beam), "lists"))
+
+        return Response(await run_in_threadpool(run), media_type="application/json")
+
     async def metrics(request):
         since = request.query_params.get("since", "0")
         if not since.isdigit():
             raise BadRequest(f"'since' must be a whole number of records, got {since!r}")
-        return JSONResponse(await run_in_threadpool(read_metrics, model().run_folder,
+        if explainer is None:
+            model()
+        return JSONResponse(await run_in_threadpool(read_metrics, explainer.run_folder,
                                                     int(since)))
 
     async def leaf_start(request):
@@ -125,6 +145,7 @@ def make_app(explainer=None) -> Starlette:
         Route("/forward", forward, methods=["POST"]),
         Route("/next", next_token, methods=["POST"]),
         Route("/generate", generate, methods=["POST"]),
+        Route("/translate", translate, methods=["POST"]),
         Route("/metrics", metrics),
         Route("/leaf-flower", leaf_start),
         Route("/leaf-flower/forward", leaf_forward, methods=["POST"]),

@@ -27,15 +27,30 @@ TOP_CANDIDATES = 20  # next-token candidates /api/next lists
 GLASS_LOCK = threading.Lock()
 
 
+def open_checkpoint(path):
+    """The explainer for a checkpoint: a GPT's (`Explainer`) or a translation model's."""
+    from chalklm.config import TransformerConfig
+
+    folder = checkpoint.resolve(path)
+    config = checkpoint.load_config(folder)
+    if isinstance(config, TransformerConfig):
+        from chalklm.explain.translation import TranslationExplainer
+
+        return TranslationExplainer(folder, config)
+    return Explainer(folder)
+
+
 class Explainer:
     """A GPT checkpoint, its tokenizer and a model per engine, each behind a lock."""
+
+    kind = "gpt"
 
     def __init__(self, path):
         self.folder = checkpoint.resolve(path)
         self.config = checkpoint.load_config(self.folder)
         if not isinstance(self.config, GPTConfig):
             raise ConfigError(f"{self.folder}: a {self.config.model_type!r} checkpoint; "
-                              "explain opens GPT checkpoints (translation: not yet)")
+                              "Explainer opens GPT checkpoints (open_checkpoint: any)")
         tracing.check_supported(self.config)
         self.tokenizer = checkpoint.load_tokenizer(self.folder)
         self._models: dict[str, object] = {}

@@ -67,7 +67,7 @@ def _strip(tokens, ids: SpecialIds) -> list[int]:
 
 
 def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_size: int = 4,
-                alpha: float = 0.6) -> list[list[int]]:
+                alpha: float = 0.6, ended: list | None = None) -> list[list[int]]:
     """The best translation found with `beam_size` partial translations per sentence.
 
     All sentences of the batch and all their beams go through the decoder together:
@@ -76,7 +76,8 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
     beam_size ends a translation (fairseq's rule); a sentence is done when its best ended
     translation scores at least as well as its best beam still going (both divided by
     the length penalty), or at its length limit. With beam_size 1 this is exactly
-    greedy decoding.
+    greedy decoding. `ended`, if given, receives for each sentence every ended
+    translation the search weighed, as (score / length penalty, ids), best first.
     """
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ConfigError(f"beam_size must be a whole number >= 1, got {beam_size!r}")
@@ -133,6 +134,10 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
         prefixes = np.concatenate([new_prefixes, extended[:, None]], axis=1)
         if done.all():
             break
+    if ended is not None:
+        ended.extend([(float(score), [int(x) for x in tokens])
+                      for score, tokens in sorted(f, key=lambda item: -item[0])]
+                     for f in finished)
     return [[int(x) for x in max(f, key=lambda item: item[0])[1]] for f in finished]
 
 

@@ -135,8 +135,9 @@ export function fmt(v) {
   return a !== 0 && (a < 1e-3 || a >= 1e4) ? v.toExponential(3) : v.toPrecision(4);
 }
 
+// a token's text as a label: a space shows as ␣, a newline as \n
 export function shown(text) {
-  return JSON.stringify(text).slice(1, -1);  // a newline shows as \n, a space stays a space
+  return JSON.stringify(text).slice(1, -1).replaceAll(" ", "␣");
 }
 
 const tip = () => document.getElementById("tip");
