@@ -15,8 +15,8 @@ import sys
 from chalklm.errors import ChalkError, UnknownCharacterError
 
 # The subcommand modules, in the order `chalklm --help` lists them.
-COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "tokenizer", "translate",
-                              "explain"]
+COMMAND_MODULES: list[str] = ["demo", "interop", "train", "sample", "chat", "tokenizer",
+                              "translate", "explain"]
 
 
 class _Parser(argparse.ArgumentParser):
