@@ -25,7 +25,7 @@ def folder(tmp_path_factory):
     tokenizer = train_tokenizer(PAIRS, vocab_size=300, progress=False)
     V = tokenizer.vocab_size
     config = TransformerConfig(src_vocab_size=V, tgt_vocab_size=V, n_layer_enc=2,
-                               n_layer_dec=1, n_head=2, n_embd=16, ffn_dim=32, max_len=16,
+                               n_layer_dec=1, n_head=2, n_embd=16, ffn_dim=32, max_len=32,
                                dropout=0.0, pad_id=tokenizer.special.ids["<pad>"])
     folder = tmp_path_factory.mktemp("translate") / "run"
     save_checkpoint(folder, Transformer(config).state_dict(), config, tokenizer)
@@ -68,3 +68,29 @@ def test_bad_translate_requests(client, body, named):
 def test_gpt_routes_point_to_translate(client):
     response = client.post("/api/forward", json={"prompt": "ein"})
     assert response.status_code == 404 and "/api/translate" in response.json()["error"]
+
+
+def test_the_page_shows_the_translation_and_its_attention_maps(folder):
+    from chalklm.explain.browser import browser, running_server
+
+    with running_server(open_checkpoint(folder)) as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})
+        problems = []
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("body[data-translated='1']")
+        page.fill("#sentence", "der blaue mond")
+        page.click("#translate-form button")
+        page.wait_for_selector("body[data-translated='2']")
+        result = TestClient(make_app(open_checkpoint(folder))).post(
+            "/api/translate", json={"sentence": "der blaue mond"}).json()
+        assert page.text_content("#translation") == result["translation"]
+        assert page.eval_on_selector_all("#candidates tr", "r => r.length") == \
+            len(result["candidates"]) + 1
+        sizes = page.eval_on_selector_all(
+            "#translate-maps canvas.map", "cs => cs.map(c => [+c.dataset.rows, +c.dataset.cols])")
+        S, T = len(result["source_tokens"]), len(result["target_tokens"])
+        assert sizes == [[S, S]] * 4 + [[T, T]] * 2 + [[T, S]] * 2  # 2 heads per map
+        page.screenshot(path=str(folder.parent / "translate.png"), full_page=True)
+        assert problems == []

@@ -67,14 +67,16 @@ class TranslationExplainer:
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
     def source(self, sentence: str) -> np.ndarray:
-        translator = self._translators["torch"]
-        tokens = translator.source_ids(sentence) if sentence.strip() else None
-        if tokens is None or len(tokens) < 2:
+        """The sentence's ids + </s>; too long for the model is refused, not cut."""
+        from chalklm.data.parallel import encode_sentence
+
+        tokens = encode_sentence(self.tokenizer, sentence)
+        if not tokens:
             raise BadRequest("'sentence' has no words; type a sentence to translate")
         if len(tokens) >= self.config.max_len:
-            raise BadRequest(f"the sentence is {len(tokens) - 1} tokens; this model reads at "
+            raise BadRequest(f"the sentence is {len(tokens)} tokens; this model reads at "
                              f"most {self.config.max_len - 1} (max_len)")
-        return tokens
+        return np.asarray(tokens + [self._translators["torch"].ids.eos], dtype=np.int64)
 
     def translate(self, sentence: str, engine: str, beam_size: int) -> dict:
         from chalklm.translation.decoding import _strip, beam_search

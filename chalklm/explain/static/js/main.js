@@ -4,6 +4,7 @@ import { showEmbeddings, showLayers, showTokens } from "./model.js";
 import { drawBars, generate, pick, showOutput } from "./output.js";
 import { setupLeaf } from "./leaf.js";
 import { setupRun } from "./run.js";
+import { setupTranslate } from "./translate.js";
 
 let info = null, trace = null;
 const $ = id => document.getElementById(id);
@@ -46,6 +47,11 @@ async function boot() {
     });
     if (info.tokenizer !== "BPETokenizer" && ![..."ROMEO:"].every(ch => info.vocab.includes(ch))) $("prompt").value = info.vocab.slice(0, 4).join("");
     await Promise.all([run(), setupRun().catch(error => showError(error.message))]);
+  } else if (info.kind === "transformer") {
+    const c = info.config;
+    $("about").textContent = `${info.checkpoint}: Transformer, ${c.n_layer_enc} encoder and ${c.n_layer_dec} decoder layers, ${c.n_head} heads, ${c.n_embd} wide (${info.tokenizer})`;
+    document.querySelectorAll(".translation-only, .run-panel").forEach(node => { node.hidden = false; });
+    await Promise.all([setupTranslate(), setupRun().catch(error => showError(error.message))]);
   } else {
     $("about").textContent = "The article's first network: is it a leaf or a flower?";
   }
