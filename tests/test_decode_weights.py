@@ -127,3 +127,42 @@ def test_compiled_code_elsewhere_never_reads_a_copy_unchecked():
         got, _ = compiled(ids)  # first, before any eager step could remake the copies
         want, _ = model(ids)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_check_skipped_in_one_thread_is_not_skipped_in_another(monkeypatch):
+    """`checked()` in one thread (generating there) must not let another thread read its
+    own model's copies unchecked: a web server generates for two clients at once."""
+    import threading
+
+    from chalklm.generation import generate
+
+    monkeypatch.setenv("CHALKLM_PURE_PYTHON", "1")  # the PyTorch step, which reads the copies
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(10 if p.dim() > 1 else 1)
+    before = generate(model, [[1, 2]], 8, temperature=0)  # the copies are made
+    with torch.no_grad():
+        model.token_embedding.weight.mul_(-1)  # a change the copies must follow
+    fresh = GPT(config).eval()
+    fresh.load_state_dict(model.state_dict())
+    want = generate(fresh, [[1, 2]], 8, temperature=0)
+    assert want != before
+    inside, release = threading.Event(), threading.Event()
+
+    def another_generation():
+        with decode_weights.checked():
+            inside.set()
+            release.wait(30)
+
+    other = threading.Thread(target=another_generation)
+    other.start()
+    inside.wait(30)
+    try:
+        got = generate(model, [[1, 2]], 8, temperature=0)
+    finally:
+        release.set()
+        other.join()
+    assert got == want

@@ -245,3 +245,39 @@ def test_a_refused_memory_map_gives_ordinary_memory(monkeypatch):
     buffer = fused_step.huge_page_buffer(1000)
     buffer.fill_(2.0)
     assert buffer.numel() == 1000 and buffer.dtype == torch.float32 and buffer.sum() == 2000
+
+
+@needs_c
+def test_a_child_forked_while_a_step_runs_generates_and_exits():
+    """Forked while another thread of the parent is inside C steps (its workers busy, its
+    barrier half-passed): the child forgets all of it and generates on its own threads."""
+    import threading
+
+    want = generate(make_model(seed=1), [1, 2, 3], 10, temperature=0)
+    other = make_model(seed=2)
+    cache = KVCache(other.config, 1)
+    step = fused_step.FusedStep(other, cache)
+    stop = threading.Event()
+
+    def keep_stepping():  # C steps only: PyTorch's own threads do not survive a fork
+        while not stop.is_set():
+            cache.reset()
+            for token in range(other.config.block_size):
+                step(token % 29)
+
+    busy = threading.Thread(target=keep_stepping)
+    busy.start()
+    try:
+        context = multiprocessing.get_context("fork")
+        for _ in range(4):
+            queue = context.Queue()
+            child = context.Process(target=_generate_in_child, args=(queue,))
+            child.start()
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+            assert child.exitcode == 0, "the forked child hung or failed"
+            assert queue.get(timeout=5) == want
+    finally:
+        stop.set()
+        busy.join()

@@ -91,6 +91,8 @@ static struct {
     atomic_int sense;          /* flips each time every thread has reached the barrier */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
+/* the step count each worker was started at: it takes part only in the steps after it */
+static unsigned started_at[MAX_THREADS];
 
 static double microseconds(void)
 {
@@ -337,7 +339,7 @@ static void run(const Step *st, int t)
 static void *worker(void *arg)
 {
     int t = (int)(intptr_t)arg;
-    unsigned seen = 0;
+    unsigned seen = started_at[t];
     for (;;) {
         /* Spin a little first: during generation the next step comes within tens of
            microseconds. Then sleep: a spinning thread would slow everything else down. */
@@ -360,12 +362,20 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void forget_workers(void) /* in a forked child: the parent's threads are not here */
+/* In a forked child only the forking thread exists: the parent's workers, its step in
+   progress (its memory may be gone) and every count they kept are forgotten. The step
+   count stays, and new workers start at it, so none replays a step of the parent's. */
+static void forget_workers(void)
 {
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
     pthread_mutex_init(&busy, NULL);
     pool.workers = 0;
+    pool.step = NULL;
+    pool.threads = 0;
+    atomic_store(&pool.finished, 0);
+    atomic_store(&pool.arrived, 0);
+    atomic_store(&pool.sense, 0);
 }
 
 static int start_workers(int n)
@@ -375,6 +385,7 @@ static int start_workers(int n)
         registered = 1;
     for (; pool.workers < n - 1; pool.workers++) {
         pthread_t id;
+        started_at[pool.workers + 1] = pool.generation; /* under pool.lock */
         if (pthread_create(&id, NULL, worker, (void *)(intptr_t)(pool.workers + 1)) != 0)
             return -1;
         pthread_detach(id);

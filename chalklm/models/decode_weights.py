@@ -28,6 +28,7 @@ the same copies, made by it in one buffer (`adopt`).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from contextlib import contextmanager
 
@@ -51,7 +52,7 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     and their biases as one column (or None); kept on `owner` until a parameter changes.
     Several layers that read the same input (query, key, value) become one product."""
     kept = owner.__dict__.get("_decode_weights")
-    if _checked and kept is not None:  # the caller has just checked every copy
+    if getattr(_state, "checked", False) and kept is not None:  # the caller checked them all
         return kept[1], kept[2]
     if torch.compiler.is_compiling():
         # Compiled code cannot check a copy: outside `checked()` it makes the copy in every
@@ -64,19 +65,21 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     return kept[1], kept[2]
 
 
-_checked = False  # True inside `checked()`; compiled code is traced once for each value
+# `checked` is True inside `checked()`, for this thread only: another thread generating
+# with another model (a web server answers several at once) still checks its copies.
+# Compiled code is traced once for each value, and guards on this thread's.
+_state = threading.local()
 
 
 @contextmanager
 def checked():
     """Inside, layers read the copies without checking them. For callers that have just
     checked every copy (generation: the eager first step of each call)."""
-    global _checked
-    before, _checked = _checked, True
+    before, _state.checked = getattr(_state, "checked", False), True
     try:
         yield
     finally:
-        _checked = before
+        _state.checked = before
 
 
 def adopt(owner: torch.nn.Module, layers, weight_t: torch.Tensor,
