@@ -13,7 +13,7 @@ VOCAB = CharTokenizer("abcdefghijklmnopqrstuvwxyz ,.\n")
 
 
 @pytest.fixture
-def user_cache(tmp_path, monkeypatch):
+def own_cache(tmp_path, monkeypatch):
     """A user cache of this test's own (conftest's is shared by the whole session)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path / "xdg" / "chalklm"
@@ -27,15 +27,15 @@ def text_file(tmp_path):
     return path
 
 
-def test_the_cache_is_written_to_the_user_cache_not_beside_the_data(text_file, user_cache):
+def test_the_cache_is_written_to_the_user_cache_not_beside_the_data(text_file, own_cache):
     ids = load_tokens(str(text_file), VOCAB)
     assert VOCAB.decode(ids) == text_file.read_text()
     assert os.listdir(text_file.parent) == ["input.txt"]
-    cached = list((user_cache / "tokens").glob("input.txt.*.tokens"))
+    cached = list((own_cache / "tokens").glob("input.txt.*.tokens"))
     assert cached == [token_file_path(str(text_file), VOCAB.fingerprint())]
 
 
-def test_an_edited_file_is_tokenized_again_and_the_old_ids_removed(text_file, user_cache):
+def test_an_edited_file_is_tokenized_again_and_the_old_ids_removed(text_file, own_cache):
     first = token_file_path(str(text_file), VOCAB.fingerprint())
     assert VOCAB.decode(load_tokens(str(text_file), VOCAB)) == "hello world, hello chalk\n"
     stat = text_file.stat()
@@ -43,7 +43,7 @@ def test_an_edited_file_is_tokenized_again_and_the_old_ids_removed(text_file, us
     os.utime(text_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert VOCAB.decode(load_tokens(str(text_file), VOCAB)) == "jello world, hello chalk\n"
     assert not first.exists()
-    assert len(list((user_cache / "tokens").glob("input.txt.*.tokens"))) == 1
+    assert len(list((own_cache / "tokens").glob("input.txt.*.tokens"))) == 1
 
 
 def test_the_same_text_is_read_from_the_cache(text_file, monkeypatch):
@@ -66,7 +66,7 @@ def test_chalklm_cache_dir_moves_the_cache(text_file, tmp_path, monkeypatch):
     assert len(list((tmp_path / "elsewhere" / "tokens").glob("input.txt.*.tokens"))) == 1
 
 
-def test_python_docs_has_a_cache_too(user_cache):
+def test_python_docs_has_a_cache_too(own_cache):
     tokenizer = CharTokenizer("abc")
     path = token_file_path("python-docs", tokenizer.fingerprint())
-    assert path.parent == user_cache / "tokens" and path.name.startswith("python-docs.")
+    assert path.parent == own_cache / "tokens" and path.name.startswith("python-docs.")
