@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, help="optimizer steps to run")
     p.add_argument("--time-budget", help="stop cleanly after this long, e.g. 5m, 300s, 1h")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="fine-tune this checkpoint (trained or imported with import-hf): its "
+                        "model, weights and tokenizer, on --data, in a new run folder --out")
     p.add_argument("--force", action="store_true",
                    help="train into an --out that is not empty and not a chalklm run, or "
                         "start a run's folder over (its best/, last/, metrics.jsonl, loss.png "
@@ -56,12 +59,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_init_from(args) -> None:
+    """--init-from brings the model and the tokenizer; flags that would set them are errors."""
+    if args.tokenizer:
+        raise ConfigError("--init-from fine-tunes with the checkpoint's own tokenizer (its ids "
+                          "are what the model learned); leave out --tokenizer")
+    if not args.out:
+        raise ConfigError("--init-from needs --out, the new run's folder (the checkpoint you "
+                          "start from stays as it is)")
+    if args.src or args.tgt:
+        raise ConfigError("--init-from fine-tunes a GPT on --data FILE, not translation pairs")
+
+
+def _model_changes(overrides: list[str]) -> dict:
+    """The model keys given with --set: with --init-from, changes to the checkpoint's model."""
+    from chalklm.training.config import MODEL_KEYS, parse_override
+
+    return {key: value for key, value in map(parse_override, overrides) if key in MODEL_KEYS}
+
+
 def run(args) -> int:
     from chalklm.translation.config import config_task
 
     if args.resume and args.tokenizer:
         raise ConfigError("--resume continues with the checkpoint's own tokenizer (its ids are "
                           "what the model learned); leave out --tokenizer")
+    if args.init_from:
+        _check_init_from(args)
     if config_task(args.config) == "translation":  # the config names its task
         from chalklm.translation.training import run_cli
 
@@ -78,7 +102,10 @@ def run(args) -> int:
         max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
         compile=args.compile, engine=args.engine, seed=args.seed,
     )
-    trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force)
+    if args.init_from:
+        model_keys = _model_changes(args.overrides)
+    trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force,
+                      init_from=args.init_from)
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         sample = summary.pop("sample", "")

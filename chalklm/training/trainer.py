@@ -114,12 +114,47 @@ def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
                               f" but the config says {value!r}; resume with the same config")
 
 
+# What a fine-tuning run may change of the model it starts from: a shorter context (a
+# long-context model trained on short texts) and dropout.
+FINE_TUNE_KEYS = ("block_size", "dropout")
+
+
+def _starting_point(folder, changes: dict) -> tuple:
+    """(checkpoint, model config, weights) of the model a fine-tuning run starts from
+    (--init-from): a GPT with its tokenizer, changed by `changes` (FINE_TUNE_KEYS only)."""
+    from chalklm.checkpoint import TOKENIZER_FILE, resolve
+
+    if not (resolve(folder) / TOKENIZER_FILE).is_file():
+        raise ConfigError(f"{folder}: no {TOKENIZER_FILE}; --init-from reads the text with the "
+                          "checkpoint's own tokenizer")
+    start = load_checkpoint(folder)
+    if not isinstance(start.config, GPTConfig):
+        raise ConfigError(f"{start.path}: a {start.config.model_type!r} model; --init-from "
+                          "fine-tunes GPT checkpoints")
+    refused = sorted(set(changes) - set(FINE_TUNE_KEYS))
+    if refused:
+        raise ConfigError(f"--init-from takes the model from the checkpoint; of its keys only "
+                          f"{' and '.join(FINE_TUNE_KEYS)} may change, not {refused[0]}")
+    config = start.config.replace(**changes)
+    if config.block_size > start.config.block_size:
+        raise ConfigError(f"block_size {config.block_size} is longer than the checkpoint's "
+                          f"context ({start.config.block_size})")
+    weights = dict(start.weights)
+    if "position_embedding.weight" in weights:  # learned positions: keep the first rows
+        weights["position_embedding.weight"] = weights["position_embedding.weight"][
+            :config.block_size]
+    return start, config, weights
+
+
 class Trainer:
     """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict.
-    `force`: train into a folder that is not a run, or start a run's folder over."""
+    `force`: train into a folder that is not a run, or start a run's folder over.
+    `init_from`: a checkpoint folder to fine-tune: its model, weights and tokenizer replace
+    cfg.tokenizer, and `model_keys` are then only changes to its model (FINE_TUNE_KEYS);
+    the run is new (a fresh optimizer, step 0)."""
 
     def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False,
-                 force: bool = False):
+                 force: bool = False, init_from=None):
         self.cfg, self.out = cfg, Path(cfg.out)
         run_folder.check(cfg.out, resume, force)
         self.device, self.dtype = self._device_and_dtype()
@@ -128,12 +163,16 @@ class Trainer:
             self.device = self.dist.device  # one GPU per process: cuda:<local rank>
         self._claim_out_folder(resume)
         checkpoint = load_checkpoint(self.out / "last") if resume else None
-        self.tokenizer = checkpoint.tokenizer if resume else build_tokenizer(cfg.tokenizer,
-                                                                           cfg.data)
+        start = _starting_point(init_from, model_keys) if init_from and not resume else None
+        self.tokenizer = checkpoint.tokenizer if resume else start[0].tokenizer if start else \
+            build_tokenizer(cfg.tokenizer, cfg.data)
         tokens = load_tokens(cfg.data, self.tokenizer)
         if resume:
             self.model_config = checkpoint.config
-            _check_same_model(model_keys, checkpoint.config)
+            if init_from is None:  # a fine-tuned model is its starting checkpoint's
+                _check_same_model(model_keys, checkpoint.config)
+        elif start:
+            self.model_config = start[1]
         else:
             self.model_config = GPTConfig(vocab_size=self.tokenizer.vocab_size, **model_keys)
         T = self.model_config.block_size
@@ -144,6 +183,8 @@ class Trainer:
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         if resume:
             self._restore(checkpoint)
+        elif start:
+            self.engine.load_weights(start[2])
 
     def _claim_out_folder(self, resume: bool) -> None:
         """Before any work: the folder is made, tidied and marked (see run_folder)."""
