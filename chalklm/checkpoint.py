@@ -180,18 +180,51 @@ def read_safetensors(file: Path, as_torch: bool = False) -> dict:
         raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
 
 
+# safetensors' names for the dtypes a weight file may hold -> torch's attribute names.
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16",
+                      "BF16": "bfloat16", "I64": "int64", "I32": "int32", "I16": "int16",
+                      "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _safetensors_header(handle, file: Path) -> tuple[dict, int]:
+    """(name -> {dtype, shape, data_offsets}, where the data starts) of an open file:
+    8 bytes giving the JSON header's length, the header, then the tensors' bytes."""
+    size = int.from_bytes(handle.read(8), "little")
+    try:
+        header = json.loads(handle.read(size))
+    except (UnicodeDecodeError, json.JSONDecodeError, MemoryError, OverflowError) as exc:
+        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{file}: corrupt or not a safetensors file (no header)")
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
 def read_safetensors_as(file: Path, dtype) -> dict:
-    """name -> torch tensor in `dtype`, read and converted one tensor at a time: loading a
-    model in bf16 never holds more than one fp32 weight beside the bf16 ones."""
-    from safetensors import safe_open
+    """name -> torch tensor in `dtype`, read and converted one tensor at a time, so that
+    loading a model in bf16 never holds more than one fp32 weight beside the bf16 ones.
+    Plain reads, not a memory map: the pages of a map count as the process's memory
+    until it is closed, which would be the whole fp32 file by the end."""
+    import torch
 
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            return {name: handle.get_tensor(name).to(dtype) for name in handle.keys()}
-    except Exception as exc:  # safetensors raises several kinds for a damaged file
-        raise CheckpointError(f"{file}: corrupt or not a safetensors file ({exc})") from None
+    out = {}
+    with open(file, "rb") as handle:
+        header, data_start = _safetensors_header(handle, file)
+        for name, info in header.items():
+            try:
+                begin, end = info["data_offsets"]
+                tensor = torch.empty(info["shape"],
+                                     dtype=getattr(torch, SAFETENSORS_DTYPES[info["dtype"]]))
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"{file}: {name!r} is described wrongly ({exc})") from None
+            data = tensor.view(-1).view(torch.uint8).numpy()  # the tensor's own bytes
+            handle.seek(data_start + begin)
+            if end - begin != data.size or (data.size and handle.readinto(data) != data.size):
+                raise CheckpointError(f"{file}: {name!r} is cut short; the file is damaged")
+            out[name] = tensor.to(dtype)
+    return out
 
 
 def read_json(file: Path, missing: str = "the checkpoint is incomplete") -> dict:

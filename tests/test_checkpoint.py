@@ -165,3 +165,25 @@ def test_missing_folder_and_missing_resume_files(tmp_path):
     save(tmp_path / "c", 1.0)
     with pytest.raises(CheckpointError, match="optimizer.safetensors: missing"):
         ckpt.load_checkpoint(tmp_path / "c").resume_state()
+
+
+def test_read_safetensors_as_reads_each_tensor_in_the_asked_dtype(tmp_path):
+    """The plain-read loader behind chalklm.load gives safetensors' own tensors, cast;
+    a file cut short is one clear error."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = {"a": torch.randn(3, 5), "b": torch.randn(7).to(torch.bfloat16),
+               "c": torch.arange(4, dtype=torch.int64), "empty": torch.zeros(0, 2)}
+    save_file(tensors, tmp_path / "w.safetensors", metadata={"format": "pt"})
+    expected = load_file(tmp_path / "w.safetensors")
+    for dtype in (torch.float32, torch.bfloat16):
+        got = ckpt.read_safetensors_as(tmp_path / "w.safetensors", dtype)
+        assert set(got) == set(expected)
+        for name, tensor in expected.items():
+            assert got[name].dtype == dtype and got[name].shape == tensor.shape
+            torch.testing.assert_close(got[name], tensor.to(dtype), rtol=0, atol=0)
+    data = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-5])
+    with pytest.raises(CheckpointError, match="cut short"):
+        ckpt.read_safetensors_as(tmp_path / "cut.safetensors", torch.float32)
