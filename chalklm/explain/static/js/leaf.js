@@ -56,11 +56,16 @@ function svg(tag, attrs, text) {
   return node;
 }
 
-function edge(root, [x1, y1], [x2, y2], w, grad, at = 0.5) {
+// an edge: its colour and width from the weight; the weight (and, after a step, its
+// gradient below it) at `at` along it: a column of labels per target neuron
+function edge(root, [x1, y1], [x2, y2], w, grad, at) {
   const color = w >= 0 ? "#b2182b" : "#2166ac", width = 0.8 + 3 * Math.min(1, Math.abs(w));
   root.append(svg("line", { x1, y1, x2, y2, stroke: color, "stroke-width": width, opacity: 0.75 }));
-  const label = grad === undefined ? fmt(w) : `${fmt(w)} (∇ ${fmt(grad)})`;
-  root.append(svg("text", { x: x1 + (x2 - x1) * at, y: y1 + (y2 - y1) * at - 3, class: "w", "font-size": 11, "text-anchor": "middle", fill: color }, label));
+  const x = x1 + (x2 - x1) * at, y = y1 + (y2 - y1) * at - 4;
+  const label = svg("text", { x, y, class: "w", "font-size": 11, "text-anchor": "middle", fill: color,
+    stroke: "#fff", "stroke-width": 3, "paint-order": "stroke" }, fmt(w));
+  if (grad !== undefined) label.append(svg("tspan", { x, dy: 11, "font-size": 9 }, `∇ ${fmt(grad)}`));
+  root.append(label);
 }
 
 function node(root, [x, y], title, lines, highlight = false) {
@@ -70,16 +75,16 @@ function node(root, [x, y], title, lines, highlight = false) {
 }
 
 function draw(r) {
-  const W = 760, H = 330, inX = 60, hidX = 380, outX = 690;
-  const inY = [50, 125, 200, 275], hidY = [80, 165, 250], outY = [120, 220];
+  const W = 760, H = 345, inX = 60, hidX = 380, outX = 690;
+  const inY = [45, 125, 205, 285], hidY = [60, 170, 280], outY = [115, 225];
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "the leaf or flower network" });
   const g = lastStep ? lastStep.gradients : null, w = weights;
-  inY.forEach((y, i) => hidY.forEach((hy, j) => edge(root, [inX, y], [hidX, hy], w["hidden.weight"][i][j], g ? g["hidden.weight"][i][j] : undefined, 0.3 + 0.12 * j)));
-  hidY.forEach((y, j) => outY.forEach((oy, k) => edge(root, [hidX, y], [outX, oy], w["output.weight"][j][k], g ? g["output.weight"][j][k] : undefined, 0.35 + 0.3 * k)));
+  inY.forEach((y, i) => hidY.forEach((hy, j) => edge(root, [inX, y], [hidX, hy], w["hidden.weight"][i][j], g ? g["hidden.weight"][i][j] : undefined, 0.2 + 0.26 * j)));
+  hidY.forEach((y, j) => outY.forEach((oy, k) => edge(root, [hidX, y], [outX, oy], w["output.weight"][j][k], g ? g["output.weight"][j][k] : undefined, 0.22 + 0.4 * k)));
   start.task.inputs.forEach((name, i) => node(root, [inX, inY[i]], name, [`${r.raw[i]} → ${fmt(r.scaled[i])}`]));
   hidY.forEach((y, j) => node(root, [hidX, y], `hidden ${j + 1}`, [`sum ${fmt(r.hidden_sums[j])}`, `tanh ${fmt(r.hidden[j])}`, `bias ${fmt(w["hidden.bias"][j])}`]));
   outY.forEach((y, k) => node(root, [outX, y], start.task.outputs[k], [`sum ${fmt(r.outputs[k])}`, `bias ${fmt(w["output.bias"][k])}`], k === r.winner));
-  root.append(svg("text", { x: outX, y: 300, "text-anchor": "middle", "font-size": 14, "font-weight": 600, id: "leaf-answer" }, `→ ${r.answer}`));
+  root.append(svg("text", { x: outX, y: 315, "text-anchor": "middle", "font-size": 14, "font-weight": 600, id: "leaf-answer" }, `→ ${r.answer}`));
   const legend = el("p", { class: "muted", text: "Red edges: positive weights, blue: negative, thicker: larger. Each neuron shows its weighted sum (inputs × weights + bias)" + (g ? "; ∇ is each weight's gradient from the last step (it moved by −learning rate × ∇)." : ".") });
   const answer = el("p", { id: "leaf-winner", "data-winner": r.winner, text: `The larger output wins: ${r.answer} (${start.task.outputs.map((o, k) => `${o} ${fmt(r.outputs[k])}`).join(" vs ")})` });
   document.getElementById("leaf-net").replaceChildren(root, answer, legend);

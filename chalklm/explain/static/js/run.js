@@ -40,6 +40,9 @@ function draw(data) {
     if (pts.length) root.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": key === "val_loss" ? 2 : 1 }));
   };
   line("train_loss", "#6a3d9a"); line("val_loss", "#e08214");
+  for (const r of records.filter(r => r.val_loss !== undefined)) {  // each evaluation, a dot
+    root.append(svg("circle", { cx: X(r.step), cy: Y(r.val_loss), r: 3.5, fill: "#e08214" }));
+  }
   line("lr", "#999", v => T + (1 - v / lrTop) * (H - T - B));
   [[y1, T + 10], [y0, H - B]].forEach(([v, y]) => root.append(svg("text", { x: L - 4, y, "text-anchor": "end", "font-size": 11 }, fmt(v))));
   root.append(svg("text", { x: W - R + 4, y: T + 10, "font-size": 11, fill: "#999" }, `lr ${fmt(lrTop)}`));
