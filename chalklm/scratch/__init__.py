@@ -1,7 +1,11 @@
 """The glass box: language models built on NumPy alone, every derivative in plain sight.
 
 Read in this order:
-  autograd.py    `Tensor` and every operation, each derivative beside its forward
+  autograd.py    `Tensor`: the graph, backward (the chain rule), arithmetic (+ - * / @)
+  elementwise.py exp, log, tanh, ReLU, GELU, SiLU, ...: each derivative beside its forward
+  reductions.py  sum, mean, max
+  shapes.py      reshape, transpose, index (gather), concatenate, stack, where
+  probability.py softmax, log_softmax, cross_entropy, dropout
   nn.py          Module, Linear, Embedding, LayerNorm, RMSNorm, Dropout, Sequential
   optim.py       SGD, AdamW, clip_grad_norm
   models.py      the article's first network and first language model; GPT
@@ -15,29 +19,15 @@ Nothing here imports torch.
 
 from chalklm.scratch.autograd import (
     Tensor,
-    concatenate,
-    cross_entropy,
-    dropout,
-    exp,
-    gelu,
-    gelu_exact,
     is_grad_enabled,
-    log,
-    log_softmax,
     manual_seed,
-    masked_fill,
     matmul,
     no_grad,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    sqrt,
-    stack,
-    tanh,
     tensor,
-    where,
 )
+from chalklm.scratch.elementwise import exp, gelu, gelu_exact, log, relu, sigmoid, silu, sqrt, tanh
+from chalklm.scratch.probability import cross_entropy, dropout, log_softmax, softmax
+from chalklm.scratch.shapes import concatenate, masked_fill, stack, where
 
 __all__ = [
     "Tensor",

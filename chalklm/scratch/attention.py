@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
-from chalklm.scratch.autograd import Tensor, dropout, softmax
+from chalklm.scratch.autograd import Tensor
 from chalklm.scratch.nn import Linear, Module, RMSNorm
+from chalklm.scratch.probability import dropout, softmax
 from chalklm.scratch.rope import rotate
 
 

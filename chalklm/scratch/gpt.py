@@ -2,7 +2,7 @@
 
 Read it next to `chalklm.models.GPT` (the fast engine): the same pieces, the same
 parameter names and shapes (docs/contract.md), the same arithmetic, here in NumPy with
-every derivative in chalklm/scratch/autograd.py.
+every derivative beside its operation (chalklm/scratch/autograd.py and its neighbours).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import numpy as np
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
 from chalklm.scratch import autograd
-from chalklm.scratch.autograd import Tensor, cross_entropy
+from chalklm.scratch.autograd import Tensor
 from chalklm.scratch.block import Block
 from chalklm.scratch.nn import Dropout, Embedding, Linear, Module, ModuleList, norm_for
 from chalklm.scratch.positional import PositionalEmbedding, PositionalEncoding
+from chalklm.scratch.probability import cross_entropy
 from chalklm.scratch.rope import RotaryEmbedding
 
 

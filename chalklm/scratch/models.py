@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from chalklm.errors import ConfigError, ShapeError
-from chalklm.scratch.autograd import Tensor, cross_entropy
+from chalklm.scratch.autograd import Tensor
 from chalklm.scratch.nn import Embedding, Linear, Module
+from chalklm.scratch.probability import cross_entropy
 
 
 def _check_sizes(**sizes: int) -> None:

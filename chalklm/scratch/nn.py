@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 
 from chalklm.errors import ShapeError
-from chalklm.scratch import autograd
+from chalklm.scratch import autograd, probability
 from chalklm.scratch.autograd import Tensor
 
 
@@ -237,7 +237,7 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        return autograd.dropout(x, self.p, self.training)
+        return probability.dropout(x, self.p, self.training)
 
 
 class Tanh(Module):

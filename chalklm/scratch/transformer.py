@@ -24,10 +24,11 @@ from chalklm.config import TransformerConfig
 from chalklm.errors import ShapeError
 from chalklm.scratch import autograd
 from chalklm.scratch.attention import MultiHeadAttention
-from chalklm.scratch.autograd import Tensor, cross_entropy
+from chalklm.scratch.autograd import Tensor
 from chalklm.scratch.block import MLP
 from chalklm.scratch.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from chalklm.scratch.positional import PositionalEmbedding, PositionalEncoding
+from chalklm.scratch.probability import cross_entropy
 
 
 class CrossAttention(MultiHeadAttention):
