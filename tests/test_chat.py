@@ -107,10 +107,12 @@ def test_answers_stop_at_the_end_of_turn_and_stay_in_the_history(chat_model):
     seen: list[list[int]] = []
     replies = ["Thou art welcome, 你好 😀!", "Fare thee well."]
     model = scripted(tokenizer, replies, seen)
-    out = io.StringIO()
-    messages = converse(model, tokenizer, ["Good morrow\n", "\n", "Adieu\n"], out.write,
+    pieces: list[str] = []
+    messages = converse(model, tokenizer, ["Good morrow\n", "\n", "Adieu\n"], pieces.append,
                         max_new_tokens=40, temperature=0, block_size=512)
-    assert out.getvalue() == replies[0] + "\n" + replies[1] + "\n"
+    assert "".join(pieces) == replies[0] + "\n" + replies[1] + "\n"
+    assert len([p for p in pieces if p]) > 6  # streamed: written as the tokens came
+    assert "\ufffd" not in "".join(pieces)  # never half a character (😀 is several tokens)
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["content"] == replies[0]
     chat = tokenizer.chat
