@@ -239,3 +239,19 @@ def test_bpe_tokens_carry_the_merges_that_built_them(tmp_path):
     assert merged  # "the" and " cat" are learned merges, not single bytes
     for token in merged:
         assert bytes(leaves(token["merges"])).decode() == token["text"]
+
+
+def test_listening_beyond_this_machine_is_warned_about():
+    process = subprocess.Popen([sys.executable, "-m", "chalklm", "explain", "--demo",
+                                "leaf-flower", "--host", "0.0.0.0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        warning = process.stderr.readline()
+        address = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert "warning: listening on 0.0.0.0" in warning and "http://0.0.0.0:" in address
+    assert process.returncode == 0

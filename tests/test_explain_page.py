@@ -11,8 +11,12 @@ PROMPT = "JULIET: good"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("page") / "run")
+def folder(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("page") / "run")
+
+
+@pytest.fixture(scope="module")
+def url(folder):
     with running_server(Explainer(folder)) as address:
         yield address
 
@@ -153,3 +157,12 @@ def test_usable_at_phone_width(chromium, url):
     width = page.evaluate("document.documentElement.scrollWidth")
     page.close()
     assert width <= 390
+
+
+def test_the_loss_curves_follow_a_run_still_training(page, folder):
+    page.wait_for_function("document.querySelector('#curves').textContent.includes('40 records')")
+    assert page.eval_on_selector_all("#curves polyline", "p => p.length") == 3  # train, val, lr
+    with open(folder / "metrics.jsonl", "a") as metrics:  # the trainer logs one more step
+        metrics.write('{"step": 41, "train_loss": 1.5, "lr": 0.01}\n')
+    page.wait_for_function("document.querySelector('#curves').textContent.includes('41 records')",
+                           timeout=20_000)  # the page asks again every 5 s

@@ -48,19 +48,21 @@ def serve(app, host: str = "127.0.0.1", port: int = 0, open_browser: bool = Fals
               "can use the page and its API (there is no login)", file=sys.stderr)
     sock = bind(host, port)
     url = address(sock)
-    print(f"chalklm explain: open {url} (Ctrl-C stops)", flush=True)
-    if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     # uvicorn finishes the requests under way, then passes the signal on; here Ctrl-C and
-    # SIGTERM are the ordinary way to stop, so both end in "stopped" and exit status 0.
+    # SIGTERM are the ordinary way to stop (from the moment the address is printed), so
+    # both end in "stopped" and exit status 0.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
+        print(f"chalklm explain: open {url} (Ctrl-C stops)", flush=True)
+        if open_browser:
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
         uvicorn.Server(config).run(sockets=[sock])
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sock.close()
     print("chalklm explain: stopped", flush=True)
 
 
