@@ -166,3 +166,26 @@ def test_the_loss_curves_follow_a_run_still_training(page, folder):
         metrics.write('{"step": 41, "train_loss": 1.5, "lr": 0.01}\n')
     page.wait_for_function("document.querySelector('#curves').textContent.includes('41 records')",
                            timeout=20_000)  # the page asks again every 5 s
+
+
+def test_a_bpe_token_shows_the_merges_that_built_it(chromium, tmp_path):
+    from chalklm.checkpoint import save_checkpoint
+    from chalklm.config import GPTConfig
+    from chalklm.models import GPT
+    from chalklm.tokenizers.bpe import BPETokenizer
+
+    tokenizer = BPETokenizer.train("the cat sat on the mat; the cat ate. " * 20, vocab_size=270)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=1,
+                       n_embd=8)
+    save_checkpoint(tmp_path / "bpe", GPT(config).state_dict(), config, tokenizer)
+    with running_server(Explainer(tmp_path / "bpe")) as address:
+        page = chromium.new_page()
+        page.goto(address)
+        page.wait_for_selector("body[data-booted]")
+        run_prompt(page, "the cat")
+        chips = page.locator(".chip.bpe")
+        assert chips.count() >= 1
+        chips.first.click()
+        lines = page.eval_on_selector_all("#merges .tree li", "l => l.map(e => e.textContent)")
+        page.close()
+    assert len(lines) >= 3 and "merge" in lines[0]  # the token, then the two it joins, ...
