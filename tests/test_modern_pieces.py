@@ -226,3 +226,16 @@ def test_the_preset_fills_in_what_the_other_keys_do_not_say():
     assert model["n_kv_head"] == 1 and model["norm"] == "layernorm"
     with pytest.raises(ConfigError, match="preset must be one of"):
         load_run_config(overrides=["preset=mistral"])
+
+
+def test_the_twins_count_and_load_alike():
+    glass, fast = _pair("llama")
+    assert glass.num_params() == fast.num_params()
+    learned_glass, learned_fast = _pair("rmsnorm")  # with learned positions
+    assert learned_glass.num_params() == learned_fast.num_params()
+    assert learned_glass.num_params(non_embedding=False) == \
+        learned_fast.num_params(non_embedding=False)
+    glass.load_weights({k: v for k, v in fast.state_dict().items()})  # torch tensors too
+    with pytest.raises(Exception, match="blocks.0.attn.key.weight"):
+        glass.load_weights({**glass.state_dict(),
+                            "blocks.0.attn.key.weight": np.zeros((16, 16))})

@@ -102,5 +102,15 @@ class GPT(Module):
         loss = cross_entropy(logits, targets, ignore_index=-1) if targets is not None else None
         return logits, loss
 
-    def num_params(self) -> int:
-        return sum(p.size for p in self.parameters())
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Trained numbers; by default without position vectors (nanoGPT's MFU convention,
+        as the fast engine's GPT.num_params)."""
+        n = sum(p.size for p in self.parameters())
+        if non_embedding and self.config.positional == "learned":
+            n -= self.position_embedding.weight.size
+        return n
+
+    def load_weights(self, weights: dict) -> None:
+        """Load name -> array weights (NumPy, or anything np.asarray reads), checking names
+        and shapes first: the fast engine's GPT.load_weights, here."""
+        self.load_state_dict({name: np.asarray(value) for name, value in weights.items()})

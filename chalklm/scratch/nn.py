@@ -193,7 +193,7 @@ class LayerNorm(Module):
     (x - mean) / sqrt(var + eps) * scale + bias, over the last axis, biased variance.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True):
+    def __init__(self, dim: int, bias: bool = True, eps: float = 1e-5):
         self.eps = eps
         self.scale = Parameter(np.ones(dim))
         self.bias = Parameter(np.zeros(dim)) if bias else None
@@ -227,7 +227,7 @@ def norm_for(config, dim: int | None = None) -> Module:
     dim = dim or config.n_embd
     if config.norm == "rmsnorm":
         return RMSNorm(dim, config.norm_eps)
-    return LayerNorm(dim, config.norm_eps, bias=config.bias)
+    return LayerNorm(dim, config.bias, config.norm_eps)
 
 
 class Dropout(Module):
