@@ -88,9 +88,10 @@ def chat_of(tokenizer, where: str) -> dict:
         raise ConfigError(f"{where}: the tokenizer has no chat template, so this model was not "
                           "made to chat; import a chat model with chalklm import-hf (its "
                           "tokenizer_config.json holds chat_template), or use chalklm sample")
-    if not chat.get("stop"):
-        raise ConfigError(f"{where}: the chat format names no token that ends a turn "
-                          "(tokenizer_config.json's eos_token)")
+    if not stop_ids(tokenizer, chat):
+        raise ConfigError(f"{where}: the chat format names no special token that ends a turn "
+                          "(tokenizer_config.json's eos_token, generation_config.json's "
+                          "eos_token_id)")
     return chat
 
 

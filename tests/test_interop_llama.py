@@ -106,6 +106,17 @@ def test_qwen2_imports_with_its_query_key_value_biases(tmp_path):
     assert_same_logits(tmp_path / "ck", hf, torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]))
 
 
+def test_a_mistral_without_a_window_imports(tmp_path):
+    import transformers
+
+    torch.manual_seed(0)
+    hf = transformers.MistralForCausalLM(transformers.MistralConfig(
+        **{**TINY, "sliding_window": None, "head_dim": 16})).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    assert import_hf(tmp_path / "hf", tmp_path / "ck").kind == "MistralForCausalLM"
+    assert_same_logits(tmp_path / "ck", hf, torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]))
+
+
 def llama_checkpoint(folder, seed=0, **keys):
     """A chalklm GPT with the Llama pieces and random weights, saved as a checkpoint."""
     llama = dict(vocab_size=300, block_size=32, n_layer=2, n_head=4, n_embd=32, norm="rmsnorm",
@@ -154,7 +165,9 @@ def test_a_mixed_design_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("change, named", [
-    ({"model_type": "mistral"}, "model_type 'mistral'"),
+    ({"model_type": "gemma"}, "model_type 'gemma'"),
+    ({"architectures": ["LlamaForSequenceClassification"]}, "LlamaForSequenceClassification"),
+    ({"model_type": "mistral", "sliding_window": 4096}, "sliding_window=4096"),
     ({"rope_scaling": {"rope_type": "llama3", "factor": 32.0}}, "rope_scaling"),
     ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "rope_parameters"),
     ({"hidden_act": "gelu"}, "hidden_act='gelu'"),

@@ -47,9 +47,9 @@ def register(subparsers) -> None:
 
     imp = subparsers.add_parser(
         "import-hf",
-        help="turn a Hugging Face GPT-2, Llama or Qwen2 folder into a chalklm checkpoint",
-        description="Read a GPT2LMHeadModel, LlamaForCausalLM (SmolLM2, Llama 3...) or "
-        "Qwen2ForCausalLM folder (config.json and model.safetensors or its shards; "
+        help="turn a Hugging Face GPT-2, Llama, Mistral or Qwen2 folder into a checkpoint",
+        description="Read a GPT2LMHeadModel, LlamaForCausalLM (SmolLM2, Llama 3...), "
+        "MistralForCausalLM or Qwen2ForCausalLM folder (config.json and model.safetensors or its shards; "
         "tokenizer.json, tokenizer_config.json and generation_config.json when present) into "
         "a chalklm checkpoint that both engines load. Never runs code from the folder.",
     )

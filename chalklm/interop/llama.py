@@ -13,7 +13,9 @@ differences need more than a rename:
 Rotary positions need nothing: chalklm pairs a head's numbers as (x[i], x[i + hs/2]),
 the layout of Llama's `rotate_half`, so query and key weights keep their rows' order.
 
-Qwen2 (`Qwen2ForCausalLM`) is the same model with biases on query, key and value only.
+Mistral (`MistralForCausalLM`) is the same model, with the same names; chalklm reads it
+when its sliding window is off. Qwen2 (`Qwen2ForCausalLM`) is the same model with biases
+on query, key and value only.
 chalklm's `bias` switch puts a bias on every Linear, so a Qwen2 imports with `bias=True`
 and zeros for the biases it lacks: the same arithmetic, exactly.
 """
@@ -27,7 +29,8 @@ import numpy as np
 from chalklm.config import GPTConfig
 from chalklm.errors import ConfigError, ShapeError
 
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                 "mistral": "MistralForCausalLM"}
 
 # (chalklm name, Llama name), "{i}" the block index; True where the array is a Linear
 # weight, stored transposed. Norm scales and biases are plain renames.
@@ -85,6 +88,9 @@ def _check_llama_switches(hf: Mapping, kind: str) -> None:
         if rope.get("rope_type", rope.get("type", "default")) != "default":
             _refuse(field, rope, "chalklm's RoPE turns by t * theta^(-2i/hs) only (no "
                     "long-context scaling)")
+    if kind == "mistral" and hf.get("sliding_window") is not None:
+        _refuse("sliding_window", hf["sliding_window"], "chalklm's attention sees the whole "
+                "context (a Mistral without a window has sliding_window=null)")
     if hf.get("use_sliding_window", False) or any(
             kind != "full_attention" for kind in hf.get("layer_types") or []):
         _refuse("use_sliding_window", True, "chalklm's attention sees the whole context")
@@ -107,6 +113,10 @@ def config_from_llama(hf: Mapping) -> GPTConfig:
     if kind not in ARCHITECTURES:
         raise ConfigError(f"config.json is for model_type {kind!r}; chalklm imports "
                           f"{', '.join(['gpt2', *ARCHITECTURES])}")
+    architecture = (hf.get("architectures") or [ARCHITECTURES[kind]])[0]
+    if architecture != ARCHITECTURES[kind]:
+        _refuse("architectures", [architecture], f"chalklm imports the language model "
+                f"{ARCHITECTURES[kind]}, which predicts the next token")
     _check_llama_switches(hf, kind)
     heads = hf.get("num_attention_heads", 32)
     return GPTConfig(
