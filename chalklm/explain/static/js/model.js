@@ -1,5 +1,5 @@
 // The GPT panels: tokens, embeddings, every layer. All numbers come from one /api/forward.
-import { array, el, figure, fmt, shown, slice } from "./ui.js";
+import { array, el, figure, fmt, shown, slice, withTokens } from "./ui.js";
 
 export function showTokens(trace, tokens, code) {
   document.getElementById("tokens-code").textContent = code;
@@ -98,7 +98,7 @@ function layerBody(trace, layer) {
     const a = slice(maps, h);
     const describe = (q, k, v, hidden) => `head ${h + 1}: query token ${q} ${JSON.stringify(tokens[q])} → key token ${k} ${JSON.stringify(tokens[k])}\n` +
       (hidden ? "hidden by the causal mask (a later token): weight 0" : `${scores ? "score q·k/√hs" : "weight"} ${fmt(v)}`);
-    const fig = figure(`head ${h + 1}`, { a, kind: scores ? "signed" : "chance", mask, describe });
+    const fig = withTokens(figure(`head ${h + 1}`, { a, kind: scores ? "signed" : "chance", mask, describe }), tokens);
     fig.classList.add("head"); fig.dataset.head = h;
     headFigures.push(fig);
   }

@@ -128,6 +128,18 @@ export function figure(caption, options, note) {
   return fig;
 }
 
+// a square heat map with its tokens along the top (keys) and the left (queries), when few
+// enough to read (the tooltip names them always)
+export function withTokens(fig, tokens, most = 16) {
+  if (tokens.length > most) return fig;
+  const canvas = fig.querySelector("canvas.map");
+  const axis = (cls) => el("div", { class: `axis ${cls}` }, ...tokens.map(t => el("span", { text: shown(t) })));
+  const grid = el("div", { class: "labelled" }, el("span"), axis("cols"), axis("rows"));
+  canvas.replaceWith(grid);
+  grid.append(canvas);
+  return fig;
+}
+
 export function fmt(v) {
   if (v === -Infinity) return "−∞ (hidden)";
   if (!Number.isFinite(v)) return String(v);
