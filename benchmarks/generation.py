@@ -3,8 +3,10 @@
 For each model shape, one random chalklm GPT is saved as a checkpoint and exported with
 `chalklm.interop.export_hf`; transformers loads the export (GPT2LMHeadModel), so both
 sides compute with identical weights, in the same dtype, with the same thread count.
-Shapes: `small` (6 layers, 6 heads, 384 wide, context 256, vocab 65) and `gpt2` (GPT-2
-small: 12, 12, 768, 1024, 50257). Tasks:
+Shapes: `small` (6 layers, 6 heads, 384 wide, context 256, vocab 65), `gpt2` (GPT-2
+small: 12, 12, 768, 1024, 50257) and `smollm2-135m` (the Llama design of SmolLM2-135M: 30
+layers, 9 heads sharing 3 key/value heads, 576 wide, SwiGLU 1536, vocab 49152, tied;
+exported as a LlamaForCausalLM folder). Tasks:
 
   greedy   one prompt of 16 tokens, 256 new tokens, temperature 0 (both sides cached)
   batch    8 prompts of 8..16 tokens (left-padded on both sides), 256 new tokens each,
@@ -23,7 +25,10 @@ the weights, which bounds a batch-1 decoder built from PyTorch operations. It is
 memory's own limit: the C step's loops (models/_decode.c) read faster than `sum` does.
 Reported: tokens/s (new tokens over the whole call, prompt included), time to first
 token, peak resident memory above the process's size before loading the model, and
-whether greedy tokens agree.
+whether greedy tokens agree. Then, for greedy decoding, the share of the memory-bandwidth
+limit: a token must read every weight matrix once, so tokens/s can be at most the
+machine's copy bandwidth (measured in the same run: a 256 MB copy, bytes read plus bytes
+written) over the weight bytes per token.
 
     python benchmarks/generation.py [--shapes small,gpt2] [--dtypes float32,bfloat16]
         [--new-tokens 256] [--repeats 3] [--threads N] [--glass-tokens 32]
@@ -47,6 +52,9 @@ from pathlib import Path
 SHAPES = {
     "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65),
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
+    "smollm2-135m": dict(n_layer=30, n_head=9, n_kv_head=3, n_embd=576, block_size=2048,
+                         vocab_size=49152, ffn_dim=1536, norm="rmsnorm", positional="rope",
+                         mlp="swiglu", bias=False, rope_theta=100000.0),
 }
 TASKS = ("greedy", "batch")
 BATCH = 8
@@ -185,10 +193,11 @@ def floor_runner(spec, rows):
 
 def hf_runner(spec, rows):
     import torch
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM  # GPT2LMHeadModel or LlamaForCausalLM
 
     started = time.perf_counter()
-    model = GPT2LMHeadModel.from_pretrained(spec["hf"], dtype=getattr(torch, spec["dtype"]))
+    model = AutoModelForCausalLM.from_pretrained(spec["hf"],
+                                                 dtype=getattr(torch, spec["dtype"]))
     model.eval()
     load_s = time.perf_counter() - started
     width = max(len(r) for r in rows)
@@ -237,6 +246,33 @@ def make_model(shape: str, folder: Path) -> tuple[Path, Path]:
     return ckpt, folder / f"{shape}-hf"
 
 
+def copy_bandwidth() -> float:
+    """Bytes per second a 256 MB copy moves (read plus written), the best of five."""
+    import torch
+
+    source, target = torch.ones(64 << 20), torch.empty(64 << 20)
+    best_s = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        target.copy_(source)
+        best_s = min(best_s, time.perf_counter() - started)
+    return 2 * source.numel() * 4 / best_s
+
+
+def weight_bytes(shape: str, dtype: str) -> int:
+    """What one token reads: every weight matrix once (position tables excepted)."""
+    import torch
+
+    from chalklm.config import GPTConfig
+    from chalklm.models import GPT
+
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**SHAPES[shape]))
+    size = 4 if dtype == "float32" else 2
+    return sum(p.numel() for n, p in model.named_parameters()
+               if p.dim() == 2 and "position" not in n) * size
+
+
 def measure(spec: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     env = dict(os.environ)
@@ -265,6 +301,8 @@ def main() -> None:
              + ([] if args.no_compile else ["compiled"]) + ["transformers"])
     print(f"tok/s of {' | '.join(sides)}; speedups over transformers; first token and peak"
           " memory in the same order")
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + written)")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             ckpt, hf = make_model(shape, Path(tmp))
@@ -287,6 +325,11 @@ def main() -> None:
                     row["speedup"] = {side: row[side]["tokens_per_s"] / hf for side in sides}
                     row["same_tokens"] = (row["chalklm"]["ids"] == row["transformers"]["ids"]
                                           if task == "greedy" else None)
+                    if task == "greedy":
+                        limit = bandwidth / weight_bytes(shape, dtype)
+                        row["bandwidth_limit_tokens_per_s"] = limit
+                        row["share_of_limit"] = {side: row[side]["tokens_per_s"] / limit
+                                                 for side in sides}
                     rows.append(row)
                     print_row(row, sides)
             for dtype in args.dtypes.split(","):
@@ -324,6 +367,10 @@ def print_row(row: dict, sides: list[str]) -> None:
           f"tok/s {each('{:7.1f}', 'tokens_per_s')}  = {speedups}"
           f"   first token ms {each('{:.0f}', 'first_token_s', 1e3)}"
           f"   peak MB {each('+{:.0f}', 'peak_mb')}{same}{compiled}", flush=True)
+    if "share_of_limit" in row:
+        shares = " | ".join(f"{100 * row['share_of_limit'][side]:.0f}%" for side in sides)
+        print(f"{'':24}bandwidth limit {row['bandwidth_limit_tokens_per_s']:.1f} tok/s; "
+              f"share reached {shares}", flush=True)
 
 
 if __name__ == "__main__":
