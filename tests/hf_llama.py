@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 DATA = Path(os.environ["CHALKLM_DATA_DIR"])
 # Llama 3's split pattern, as its tokenizer.json writes it.
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                   r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen2's: Llama 3's with one digit a chunk.
+QWEN2_PATTERN = LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
 CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # SmolLM2-135M-Instruct's chat template (ChatML with a default system message).
 SMOLLM2_TEMPLATE = (
@@ -34,21 +36,26 @@ TINY = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_atten
 
 def train_tokenizer(style: str, vocab_size: int = 900) -> Tokenizer:
     """A byte-level BPE trained by `tokenizers` on Tiny Shakespeare: "llama3" (Split on
-    Llama 3's regex, then ByteLevel; special tokens added after the vocabulary) or
-    "smollm2" (Digits one by one, then ByteLevel's own regex; special tokens first)."""
+    Llama 3's regex, then ByteLevel; special tokens added after the vocabulary),
+    "qwen2" (the same with NFC first and one digit a chunk) or "smollm2" (Digits one by
+    one, then ByteLevel's own regex; special tokens first)."""
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=style != "llama3")
-    first = [pre_tokenizers.Split(Regex(LLAMA3_PATTERN), "isolated")] if style == "llama3" \
+    split = style in ("llama3", "qwen2")
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not split)
+    pattern = QWEN2_PATTERN if style == "qwen2" else LLAMA3_PATTERN
+    first = [pre_tokenizers.Split(Regex(pattern), "isolated")] if split \
         else [pre_tokenizers.Digits(individual_digits=True)]
+    if style == "qwen2":
+        tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([*first, byte_level])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, show_progress=False,
-        special_tokens=[] if style == "llama3" else CHATML_SPECIALS,
+        special_tokens=[] if split else CHATML_SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     text = (DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:200_000]
     tok.train_from_iterator([text + "你好世界 😀 12345 안녕 مرحبا"], trainer)
-    if style == "llama3":
+    if split:
         tok.add_special_tokens(["<|begin_of_text|>", *CHATML_SPECIALS[1:]])
     return tok
 

@@ -15,6 +15,7 @@ Interop with tiktoken and Hugging Face tokenizers lives in `formats`.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -44,6 +45,7 @@ from chalklm.tokenizers.patterns import (
 from chalklm.tokenizers.special import SpecialTokens
 
 FORMAT_VERSION = 1
+NORMAL_FORMS = (None, "NFC", "NFD", "NFKC", "NFKD")  # unicodedata's, and HF's normalizers
 _CACHE_LIMIT = 1 << 18  # distinct chunks remembered before the cache starts afresh
 _CACHE_MAX_CHARS = 256  # longer chunks are rare and not worth remembering
 _CACHE_CHECK_EVERY = 4096  # texts encode_each encodes between looks at the cache's size
@@ -61,6 +63,8 @@ class BPETokenizer(Tokenizer):
     `chat`: for a chat model's tokenizer, how a conversation becomes text (a Jinja2
     template, the special tokens it names, the tokens that end a turn; chalklm.chat);
     plain data kept with the tokenizer, so that it travels with every checkpoint.
+    `normalize`: a Unicode normal form ("NFC", ...) every text is put in before it is
+    split, as some Hugging Face files ask (Qwen2's: NFC); None in chalklm's own.
     """
 
     type_name = "bpe"
@@ -73,10 +77,13 @@ class BPETokenizer(Tokenizer):
         byte_order: Sequence[int] | None = None,
         id_offset: int = 0,
         chat: dict[str, Any] | None = None,
+        normalize: str | None = None,
     ):
         if chat is not None and not isinstance(chat, dict):
             raise TokenizerError(f"chat must be a dict or None, got {type(chat).__name__}")
-        self.chat = chat
+        if normalize not in NORMAL_FORMS:
+            raise TokenizerError(f"normalize must be one of {NORMAL_FORMS}, got {normalize!r}")
+        self.chat, self.normalize = chat, normalize
         self.pattern = resolve_pattern(pattern)
         self._split = splitter(self.pattern)
         self.byte_order = list(range(256)) if byte_order is None else [int(b) for b in byte_order]
@@ -159,6 +166,8 @@ class BPETokenizer(Tokenizer):
         """Ids of `text`, reading special-token strings as plain text."""
         if not _is_utf8(text):  # lone surrogates become U+FFFD, as in tiktoken
             text = replace_surrogates(text)
+        if self.normalize:
+            text = unicodedata.normalize(self.normalize, text)
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
@@ -185,7 +194,8 @@ class BPETokenizer(Tokenizer):
         makes cost as much as encoding it, so here they are made once, over the texts
         joined (a special token or a lone surrogate in one text is one in the join too)."""
         joined = "".join(texts)
-        if self.special.allowed(allowed_special, joined) or not _is_utf8(joined):
+        if self.special.allowed(allowed_special, joined) or not _is_utf8(joined) or \
+                self.normalize:
             return [self.encode(text, allowed_special) for text in texts]
         split, cache, out = self._split, self._cache, []
         for start in range(0, len(texts), _CACHE_CHECK_EVERY):
@@ -269,6 +279,8 @@ class BPETokenizer(Tokenizer):
         }
         if self.chat is not None:
             data["chat"] = self.chat
+        if self.normalize is not None:
+            data["normalize"] = self.normalize
         return {**data, "merges": merges}
 
     @classmethod
@@ -285,6 +297,7 @@ class BPETokenizer(Tokenizer):
             data["byte_order"],
             data.get("id_offset", 0),
             data.get("chat"),
+            data.get("normalize"),
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -310,8 +323,10 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_hf(cls, path: str | os.PathLike) -> BPETokenizer:
         """Read a byte-level BPE `tokenizer.json` of Hugging Face tokenizers (e.g. GPT-2's)."""
-        ranks, pattern, special_tokens = formats.read_hf(path)
-        return cls.from_ranks(ranks, pattern, special_tokens)
+        ranks, pattern, special_tokens, normalize = formats.read_hf(path)
+        tokenizer = cls.from_ranks(ranks, pattern, special_tokens)
+        tokenizer.normalize = normalize
+        return tokenizer
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         formats.write_tiktoken(path, self.vocab, self.id_offset)

@@ -164,7 +164,7 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
             _added_token(text, i)
             for text, i in sorted(tok.special.ids.items(), key=lambda item: item[1])
         ],
-        "normalizer": None,
+        "normalizer": {"type": tok.normalize} if tok.normalize else None,
         "pre_tokenizer": {
             "type": "Sequence",
             "pretokenizers": [
@@ -208,8 +208,9 @@ def _added_token(text: str, token_id: int) -> dict[str, Any]:
     }
 
 
-def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, int]]:
-    """(ranks, pattern, special tokens) of a byte-level BPE tokenizer.json."""
+def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, int], str | None]:
+    """(ranks, pattern, special tokens, Unicode normal form or None) of a byte-level BPE
+    tokenizer.json."""
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
@@ -237,7 +238,7 @@ def read_hf(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, i
                 f"{path}: token {text!r} is not in the byte-level alphabet; only byte-level "
                 "BPE (GPT-2 style) files can be read"
             ) from None
-    return ranks, pattern, specials
+    return ranks, pattern, specials, (data.get("normalizer") or {}).get("type")
 
 
 # GPT-2's pattern for text whose numbers were first cut out by a `Digits` pre-tokenizer
@@ -269,12 +270,14 @@ def _hf_pattern(pre: dict | None, path: Path) -> str:
 
 
 def _check_hf_pipeline(data: dict, path: Path) -> None:
-    """Refuse what chalklm's byte-level BPE does not do: a normalizer (NFC, lowercase...),
-    added tokens that swallow spaces around them, or a BPE model with word prefixes."""
-    if data.get("normalizer"):
-        raise TokenizerError(f"{path}: its normalizer ({data['normalizer'].get('type')}) "
-                             "changes the text before splitting; chalklm reads only files "
-                             "without one")
+    """Refuse what chalklm's byte-level BPE does not do: a normalizer other than a Unicode
+    normal form (lowercasing, replacing...), added tokens that swallow spaces around them,
+    or a BPE model with word prefixes."""
+    normalizer = (data.get("normalizer") or {}).get("type")
+    if normalizer not in (None, "NFC", "NFD", "NFKC", "NFKD"):
+        raise TokenizerError(f"{path}: its normalizer ({normalizer}) changes the text before "
+                             "splitting; chalklm reads files with none or a Unicode normal "
+                             "form (NFC, NFD, NFKC, NFKD)")
     for token in data.get("added_tokens", []):
         for flag in ("lstrip", "rstrip", "single_word"):
             if token.get(flag):
