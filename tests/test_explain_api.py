@@ -117,6 +117,8 @@ BAD = [
     ("/api/generate", b'{"prompt": "R", "temperature": 0}', 400, "'temperature'"),
     ("/api/generate", b'{"prompt": ""}', 400, "empty"),
     ("/api/forward", b'{"prompt": "' + b"R" * 70000 + b'"}', 413, "limit"),
+    ("/api/forward", b"[" * 20000 + b"]" * 20000, 400, "nests"),
+    ("/api/forward", b'{"prompt": "R\\ud800"}', 400, "surrogate"),
     ("/api/leaf-flower/forward", b'{"inputs": [1, 2]}', 400, "'inputs'"),
     ("/api/leaf-flower/forward", b'{"inputs": [1, 2, 3, 4], "weights": {"x": 1}}', 400,
      "hidden.weight"),
@@ -255,3 +257,24 @@ def test_listening_beyond_this_machine_is_warned_about():
         process.kill()
     assert "warning: listening on 0.0.0.0" in warning and "http://0.0.0.0:" in address
     assert process.returncode == 0
+
+
+ODD = [None, True, -1, 0, 1.5, 10**30, float("inf"), "x", "", [], {}, [1, 2, 3, 4]]
+FIELDS = {"/api/forward": ["prompt", "engine", "encoding"],
+          "/api/tokens": ["prompt"],
+          "/api/next": ["prompt", "temperature", "top_k", "top_p", "greedy"],
+          "/api/generate": ["prompt", "max_new_tokens", "seed", "temperature", "top_p"],
+          "/api/leaf-flower/forward": ["inputs", "weights"],
+          "/api/leaf-flower/step": ["weights", "lr"]}
+
+
+@pytest.mark.parametrize("path", FIELDS)
+def test_odd_values_in_any_field_are_never_a_500(client, path):
+    for field in FIELDS[path]:
+        for value in ODD:
+            body = {"prompt": "ROMEO", "inputs": [1, 2, 3, 4], "max_new_tokens": 2} | \
+                {field: value}
+            response = client.post(path, content=json.dumps(body),
+                                   headers={"content-type": "application/json"})
+            assert response.status_code < 500, (field, value, response.text)
+            assert response.status_code == 200 or "error" in response.json()

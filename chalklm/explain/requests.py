@@ -35,6 +35,8 @@ def parse_body(body: bytes) -> dict:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON in the request body ({exc})") from None
+    except RecursionError:
+        raise BadRequest("the request body nests its JSON too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"ROMEO:\"}")
     return data
@@ -46,6 +48,10 @@ def text(data: dict, key: str) -> str:
         raise BadRequest(f"{key!r} must be a string of text, got {_shown(value)}")
     if not value:
         raise BadRequest(f"{key!r} is empty; type at least one character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can spell half of a character pair: "\ud800"
+        raise BadRequest(f"{key!r} holds a broken character (a lone UTF-16 surrogate)") from None
     return value
 
 
