@@ -124,7 +124,27 @@ def test_it_applies_to_one_float32_row_on_a_cpu_only():
     padded = KVCache(model.config, 1)
     padded.reset(np.array([2]))
     assert not fused_step.applies(model, padded)
-    assert not fused_step.applies(model.to(torch.bfloat16), KVCache(model.config, 1))
+    assert not fused_step.applies(make_model().to(torch.float16), KVCache(model.config, 1))
+    assert fused_step.applies(model.to(torch.bfloat16), KVCache(model.config, 1))
+
+
+@pytest.mark.parametrize("pieces", [dict(positional="sinusoidal"), LLAMA],
+                         ids=["gpt2", "llama"])
+@needs_c
+def test_a_bfloat16_model_steps_with_its_own_weights_in_float32_arithmetic(pieces):
+    """bfloat16 weights (half the bytes to read), widened as they are read: the logits of
+    the same weights in float32, to float32's rounding."""
+    import copy
+
+    half = make_model(**pieces).to(torch.bfloat16)
+    wide = copy.deepcopy(half).float()  # the same (rounded) numbers, tables included
+    ids = torch.randint(0, 29, (1, 24))
+    with torch.inference_mode():
+        full, _ = wide(ids)
+        step = fused_step.FusedStep(half, KVCache(half.config, 1))
+        for t in range(24):
+            np.testing.assert_allclose(step(int(ids[0, t]))[0], full[0, t].numpy(),
+                                       atol=2e-5, rtol=2e-5)
 
 
 @needs_c

@@ -28,7 +28,13 @@
    may be 0 (bias=False). The keys and values are the KV cache's tensors, (n_layer, 1,
    n_kv_head, max_len, head_size): the new token's key and value go to column `pos`.
    With RoPE, `positions` is the rotary table (block_size, head_size): cos then sin of each
-   pair's angle (chalklm/scratch/rope.py). */
+   pair's angle (chalklm/scratch/rope.py).
+
+   With S_BF16 set (a bfloat16 model) the weight matrices and the token embedding are
+   bfloat16: half the bytes to read, so about twice the tokens a second. Each number is
+   widened to float32 as it is read (a bfloat16 is a float32's top 16 bits), and all the
+   arithmetic stays float32. Everything else (norms, biases, positions, the cache) is
+   float32 in either case. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -58,7 +64,7 @@ enum { L_LN_1_SCALE, L_LN_1_BIAS, L_QKV, L_QKV_BIAS, L_ATTN_PROJ, L_ATTN_PROJ_BI
 /* sizes[] */
 enum { S_N_LAYER, S_N_HEAD, S_N_EMBD, S_N_HIDDEN, S_VOCAB, S_MAX_LEN, S_POS, S_TOKEN,
        S_ACTIVATION, S_THREADS, S_N_KV_HEAD, S_RMSNORM, S_GATED, S_ROPE, S_QK_NORM,
-       S_COUNT };
+       S_BF16, S_COUNT };
 enum { GELU_TANH, GELU_EXACT, RELU }; /* chalklm.config.ACTIVATIONS, in that order */
 
 #define MAX_THREADS 64
@@ -148,24 +154,58 @@ static float dot(const float *restrict a, const float *restrict b, int64_t n)
     return sum;
 }
 
+/* A bfloat16 (the top 16 bits of a float32) widened back to float32. */
+static inline float widen(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* dot() with `a` in bfloat16. */
+static float dot_bf16(const uint16_t *restrict a, const float *restrict b, int64_t n)
+{
+    float partial[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            partial[j] += widen(a[i + j]) * b[i + j];
+    for (int half = 8; half > 0; half /= 2)
+        for (int j = 0; j < half; j++)
+            partial[j] += partial[j + half];
+    float sum = partial[0];
+    for (; i < n; i++)
+        sum += widen(a[i]) * b[i];
+    return sum;
+}
+
+/* Row r of the matrix w (rows of n_in numbers, float32 or bfloat16) dotted with x. */
+static inline float row_dot(const void *w, int bf16, int64_t r, const float *x, int64_t n_in)
+{
+    if (bf16)
+        return dot_bf16((const uint16_t *)w + r * n_in, x, n_in);
+    return dot((const float *)w + r * n_in, x, n_in);
+}
+
 /* out[r] = W[r] . x + bias[r] for this thread's rows r of W (rows, n_in). */
-static void linear(const float *w, const float *bias, const float *x, int64_t rows,
+static void linear(const void *w, int bf16, const float *bias, const float *x, int64_t rows,
                    int64_t n_in, float *out, int t, int n)
 {
     int64_t lo, hi;
     share(rows, t, n, &lo, &hi);
     for (int64_t r = lo; r < hi; r++)
-        out[r] = dot(w + r * n_in, x, n_in) + (bias ? bias[r] : 0.0f);
+        out[r] = row_dot(w, bf16, r, x, n_in) + (bias ? bias[r] : 0.0f);
 }
 
 /* The residual connection: x[r] += W[r] . input + bias[r], this thread's rows r of W. */
-static void add_linear(float *x, const float *w, const float *bias, const float *input,
-                       int64_t rows, int64_t n_in, int t, int n)
+static void add_linear(float *x, const void *w, int bf16, const float *bias,
+                       const float *input, int64_t rows, int64_t n_in, int t, int n)
 {
     int64_t lo, hi;
     share(rows, t, n, &lo, &hi);
     for (int64_t r = lo; r < hi; r++)
-        x[r] += dot(w + r * n_in, input, n_in) + (bias ? bias[r] : 0.0f);
+        x[r] += row_dot(w, bf16, r, input, n_in) + (bias ? bias[r] : 0.0f);
 }
 
 /* (x - mean) / sqrt(var + eps) * scale + bias, the variance biased (LayerNorm). */
@@ -269,7 +309,7 @@ static void block_attention(const Step *st, const float *const *w, int64_t layer
     int64_t KV = s[S_N_KV_HEAD], group = H / KV, lo, hi;
     float *normed = st->normed + t * C;
     norm(st, w[L_LN_1_SCALE], w[L_LN_1_BIAS], normed);
-    linear(w[L_QKV], w[L_QKV_BIAS], normed, C + 2 * KV * hs, C, st->qkv, t, n);
+    linear(w[L_QKV], s[S_BF16], w[L_QKV_BIAS], normed, C + 2 * KV * hs, C, st->qkv, t, n);
     barrier(n, sense);
     share(KV, t, n, &lo, &hi); /* the new key and value of each key/value head, cached */
     for (int64_t g = lo; g < hi; g++) {
@@ -290,7 +330,7 @@ static void block_attention(const Step *st, const float *const *w, int64_t layer
                st->heads + h * hs);
     }
     barrier(n, sense);
-    add_linear(st->x, w[L_ATTN_PROJ], w[L_ATTN_PROJ_BIAS], st->heads, C, C, t, n);
+    add_linear(st->x, w[L_ATTN_PROJ], s[S_BF16], w[L_ATTN_PROJ_BIAS], st->heads, C, C, t, n);
     barrier(n, sense);
 }
 
@@ -300,10 +340,10 @@ static void block_mlp(const Step *st, const float *const *w, int t, int n, int *
     int64_t C = s[S_N_EMBD], hidden = s[S_N_HIDDEN], lo, hi;
     float *normed = st->normed + t * C;
     norm(st, w[L_LN_2_SCALE], w[L_LN_2_BIAS], normed);
-    linear(w[L_FC], w[L_FC_BIAS], normed, hidden, C, st->hidden, t, n);
+    linear(w[L_FC], s[S_BF16], w[L_FC_BIAS], normed, hidden, C, st->hidden, t, n);
     share(hidden, t, n, &lo, &hi); /* the rows this thread wrote: no barrier needed */
     if (s[S_GATED]) { /* SwiGLU: silu(gate) * fc, silu(a) = a / (1 + e^-a) */
-        linear(w[L_GATE], w[L_GATE_BIAS], normed, hidden, C, st->gate, t, n);
+        linear(w[L_GATE], s[S_BF16], w[L_GATE_BIAS], normed, hidden, C, st->gate, t, n);
         for (int64_t r = lo; r < hi; r++)
             st->hidden[r] *= st->gate[r] / (1.0f + expf(-st->gate[r]));
     } else {
@@ -311,7 +351,8 @@ static void block_mlp(const Step *st, const float *const *w, int t, int n, int *
             st->hidden[r] = activate(st->hidden[r], s[S_ACTIVATION]);
     }
     barrier(n, sense);
-    add_linear(st->x, w[L_MLP_PROJ], w[L_MLP_PROJ_BIAS], st->hidden, C, hidden, t, n);
+    add_linear(st->x, w[L_MLP_PROJ], s[S_BF16], w[L_MLP_PROJ_BIAS], st->hidden, C, hidden, t,
+               n);
     barrier(n, sense);
 }
 
@@ -322,9 +363,12 @@ static void run(const Step *st, int t)
     int64_t C = s[S_N_EMBD];
     int n = (int)s[S_THREADS], sense = atomic_load(&pool.sense);
     if (t == 0)
-        for (int64_t c = 0; c < C; c++)
-            st->x[c] = p[P_TOKEN_EMBEDDING][s[S_TOKEN] * C + c] +
-                       (s[S_ROPE] ? 0.0f : p[P_POSITIONS][s[S_POS] * C + c]);
+        for (int64_t c = 0; c < C; c++) {
+            int64_t at = s[S_TOKEN] * C + c;
+            float token = s[S_BF16] ? widen(((const uint16_t *)p[P_TOKEN_EMBEDDING])[at])
+                                    : p[P_TOKEN_EMBEDDING][at];
+            st->x[c] = token + (s[S_ROPE] ? 0.0f : p[P_POSITIONS][s[S_POS] * C + c]);
+        }
     barrier(n, &sense);
     for (int64_t layer = 0; layer < s[S_N_LAYER]; layer++) {
         const float *const *w = p + P_LAYERS + L_COUNT * layer;
@@ -333,7 +377,7 @@ static void run(const Step *st, int t)
     }
     float *normed = st->normed + t * C;
     norm(st, p[P_LN_F_SCALE], p[P_LN_F_BIAS], normed);
-    linear(p[P_OUTPUT], NULL, normed, s[S_VOCAB], C, (float *)p[P_LOGITS], t, n);
+    linear(p[P_OUTPUT], s[S_BF16], NULL, normed, s[S_VOCAB], C, (float *)p[P_LOGITS], t, n);
 }
 
 static void *worker(void *arg)

@@ -1,4 +1,4 @@
-"""Generation's one-token step in one call to C (`_decode.c`): CPU, float32, one sequence.
+"""Generation's one-token step in one call to C (`_decode.c`): CPU, one sequence.
 
 A one-token step reads every weight once for two flops each, so its speed is the speed
 of reading weights from memory. Built from PyTorch operations it spends most of its time
@@ -10,8 +10,9 @@ copies (`weights`: one huge-page buffer, shared with decode_weights), split betw
 threads. On the benchmark's 6-layer model (2 cores) that is 2.8-3x the tokens/s of the
 PyTorch step, and 4.7-5.4x transformers' (benchmarks/generation.py).
 
-`FusedStep(model, cache)` applies (`applies`) to a chalklm GPT in float32 on a CPU, a
-cache of one row without padding, and a built `_decode` (the C file compiles when
+`FusedStep(model, cache)` applies (`applies`) to a chalklm GPT in float32 or bfloat16 on
+a CPU (bfloat16: half the bytes to read; the arithmetic stays float32), a float32 cache of
+one row without padding, and a built `_decode` (the C file compiles when
 chalklm installs; without a compiler, or with CHALKLM_PURE_PYTHON=1, generation uses the
 PyTorch step). It reads the weights and the cache in place: make a new one after the
 weights or the cache change (generation makes one per call).
@@ -35,22 +36,24 @@ except ImportError:  # not built: no C compiler when chalklm was installed
 
 # the layout `_decode.c` reads: its S_* names, in order
 SIZES = ("n_layer", "n_head", "n_embd", "n_hidden", "vocab", "max_len", "pos", "token",
-         "activation", "threads", "n_kv_head", "rmsnorm", "gated", "rope", "qk_norm")
+         "activation", "threads", "n_kv_head", "rmsnorm", "gated", "rope", "qk_norm", "bf16")
+DTYPES = (torch.float32, torch.bfloat16)  # the weights the C step reads
 POS, TOKEN = SIZES.index("pos"), SIZES.index("token")
 
 
 def applies(model, cache) -> bool:
     """True where the C step computes what `model(ids, cache=cache)` computes: every module
     of chalklm's own classes (a model whose code someone changed steps aside on its own:
-    the C step cannot know the change), every parameter float32 on a CPU, one row of
-    cache without padding, of the model's own shape."""
+    the C step cannot know the change), every parameter float32 (or every one bfloat16)
+    on a CPU, one row of float32 cache without padding, of the model's own shape."""
     if _decode is None or os.environ.get("CHALKLM_PURE_PYTHON") == "1":
         return False
     if not all(type(m) in _STOCK for m in model.modules()):
         return False
     c = model.config
-    return (all(p.dtype == torch.float32 and p.device.type == "cpu"
-                for p in model.parameters())
+    dtype = model.token_embedding.weight.dtype
+    return (dtype in DTYPES
+            and all(p.dtype == dtype and p.device.type == "cpu" for p in model.parameters())
             and cache.batch == 1 and not cache.padded and cache.keys.dtype == torch.float32
             and cache.keys.device.type == "cpu"
             and tuple(cache.keys.shape) == (c.n_layer, 1, c.kv_heads, cache.max_len,
@@ -76,21 +79,21 @@ def threads() -> int:
 HUGE_PAGE = 2 << 20
 
 
-def huge_page_buffer(numel: int) -> torch.Tensor:
-    """An empty float32 tensor in memory that asks Linux for 2 MB pages (madvise).
+def huge_page_buffer(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An empty tensor (float32, or `dtype`) in memory that asks Linux for 2 MB pages.
 
     Read once a token, the weights stream through the memory; with 4 kB pages every 4 kB
     costs an address translation and restarts the CPU's prefetcher, with 2 MB pages
     almost none do (measured: 10-25% faster reads on the benchmark's model). Where the
     system does not offer them, ordinary pages serve."""
     # private and anonymous (not shared: shared memory has huge pages of its own, mostly off)
+    size = numel * dtype.itemsize
     if not hasattr(mmap, "MAP_ANONYMOUS"):  # not Linux or macOS
-        return torch.empty(numel)
+        return torch.empty(numel, dtype=dtype)
     try:
-        area = mmap.mmap(-1, numel * 4 + HUGE_PAGE,
-                         flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        area = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     except OSError:  # refused (a memory limit): ordinary memory serves
-        return torch.empty(numel)
+        return torch.empty(numel, dtype=dtype)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         try:
             area.madvise(mmap.MADV_HUGEPAGE)
@@ -98,7 +101,7 @@ def huge_page_buffer(numel: int) -> torch.Tensor:
             pass
     raw = torch.frombuffer(area, dtype=torch.uint8)  # keeps `area` alive
     start = -raw.data_ptr() % HUGE_PAGE
-    return raw[start:start + numel * 4].view(torch.float32)
+    return raw[start:start + size].view(dtype)
 
 
 def _products(model) -> list[tuple]:
@@ -117,9 +120,10 @@ def _products(model) -> list[tuple]:
 def weights(model) -> tuple[list, torch.Tensor]:
     """Each product's (weight copy, bias column or None), the copy (outputs, inputs)
     row-major, and the output layer's (vocab, n_embd): all copies in one huge-page buffer,
-    kept on the model until a parameter changes (checked as decode_weights checks its
-    copies). Each product's copy is also decode_weights' copy for that layer (`adopt`):
-    PyTorch's steps, and the prompt, read the same numbers from the same memory."""
+    in the model's dtype, kept on the model until a parameter changes (checked as
+    decode_weights checks its copies). In float32 each product's copy is also
+    decode_weights' copy for that layer (`adopt`): PyTorch's steps, and the prompt, read
+    the same numbers from the same memory."""
     groups = _products(model)
     output = model.token_embedding if model.lm_head is None else model.lm_head
     params = [p for _, layers in groups for p in decode_weights.parameters(layers)]
@@ -128,7 +132,8 @@ def weights(model) -> tuple[list, torch.Tensor]:
     if kept is not None and decode_weights.unchanged(kept[0], params):
         return kept[1], kept[2]
     model.__dict__.pop("_fused_weights", None)  # free the old buffer before the new one
-    buffer = huge_page_buffer(sum(p.numel() for p in params if p.dim() == 2))
+    dtype = output.weight.dtype
+    buffer = huge_page_buffer(sum(p.numel() for p in params if p.dim() == 2), dtype)
     products, offset = [], 0
     with torch.no_grad():
         for owner, layers in groups:
@@ -136,13 +141,19 @@ def weights(model) -> tuple[list, torch.Tensor]:
             copy = buffer[offset:offset + rows * layers[0].weight.shape[0]].view(rows, -1)
             copy, bias = decode_weights.stacked(layers, out=copy)
             offset += copy.numel()
-            decode_weights.adopt(owner, layers, copy, bias)
+            if dtype == torch.float32:  # decode_weights multiplies float32 only
+                decode_weights.adopt(owner, layers, copy, bias)
             products.append((copy, bias))
         weight = output.weight if model.lm_head is None else output.weight.t()  # (vocab, C)
         out = buffer[offset:offset + weight.numel()].view(weight.shape)
         out.copy_(weight)
     model.__dict__["_fused_weights"] = (decode_weights.fingerprint(params), products, out)
     return products, out
+
+
+def _wide(t):
+    """t as float32 numbers laid out plainly (None stays None)."""
+    return None if t is None else t.detach().float().contiguous()
 
 
 def _bias(norm):
@@ -159,7 +170,8 @@ class FusedStep:
 
     def __init__(self, model, cache):
         if not applies(model, cache):
-            raise ValueError("the C step is for a float32 GPT on a CPU, one row, no padding")
+            raise ValueError("the C step is for a float32 or bfloat16 GPT on a CPU, one row "
+                             "of float32 cache, no padding")
         c = model.config
         if cache.max_len > c.block_size:
             raise ValueError(f"a cache of {cache.max_len} columns is longer than the "
@@ -173,28 +185,30 @@ class FusedStep:
         self.sizes = np.array([c.n_layer, c.n_head, c.n_embd, hidden, c.vocab_size,
                                cache.max_len, 0, 0, ACTIVATIONS.index(c.activation),
                                threads(), c.kv_heads, c.norm == "rmsnorm", c.mlp == "swiglu",
-                               c.positional == "rope", c.qk_norm], dtype=np.int64)
+                               c.positional == "rope", c.qk_norm,
+                               self.tensors[0].dtype == torch.bfloat16], dtype=np.int64)
 
     def _tensors(self, model) -> list:
-        """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias."""
+        """Everything `_decode.c` reads, in its P_* and L_* order; None for no bias. The
+        matrices in the model's dtype (float32 or bfloat16), the rest float32 (`_wide`:
+        small copies where the model is bfloat16). Contiguous, as the C step walks each
+        one as a plain array (no copy when it is one already)."""
         products, output = weights(model)
         with torch.no_grad():
-            positions = model.positions(model.config.block_size)
-            tensors = [model.token_embedding.weight, positions, model.ln_f.scale,
-                       _bias(model.ln_f), output, self.cache.keys, self.cache.values,
-                       self.logits]
+            tensors = [model.token_embedding.weight.contiguous(),
+                       _wide(model.positions(model.config.block_size)),
+                       _wide(model.ln_f.scale), _wide(_bias(model.ln_f)), output,
+                       self.cache.keys, self.cache.values, self.logits]
             products = iter(products)
             for block in model.blocks:
                 attn, mlp = block.attn, block.mlp
-                qkv, proj, fc, mlp_proj = (next(products) for _ in range(4))
-                gate = next(products) if mlp.gate is not None else (None, None)
-                tensors += [block.ln_1.scale, _bias(block.ln_1), *qkv, *proj,
-                            block.ln_2.scale, _bias(block.ln_2), *fc, *mlp_proj, *gate,
-                            _scale(attn.q_norm), _scale(attn.k_norm)]
-        # contiguous: the C step walks each one as a plain array (no copy when it is one)
-        tensors = [t if t is None else t.detach().contiguous() for t in tensors]
-        if any(t is not None and t.dtype != torch.float32 for t in tensors):
-            raise ValueError("the C step reads float32 tensors only")
+                layer = [next(products) for _ in range(4)]
+                layer.append(next(products) if mlp.gate is not None else (None, None))
+                qkv, proj, fc, mlp_proj, gate = ((w, _wide(b)) for w, b in layer)
+                tensors += [_wide(block.ln_1.scale), _wide(_bias(block.ln_1)), *qkv, *proj,
+                            _wide(block.ln_2.scale), _wide(_bias(block.ln_2)), *fc,
+                            *mlp_proj, *gate, _wide(_scale(attn.q_norm)),
+                            _wide(_scale(attn.k_norm))]
         return tensors
 
     def __call__(self, token: int) -> np.ndarray:
