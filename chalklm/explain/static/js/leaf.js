@@ -40,12 +40,18 @@ async function update() {
 }
 
 async function trainStep() {
+  const button = document.getElementById("leaf-step");
+  button.disabled = true;  // one step at a time: each starts from the last one's weights
   try {
     lastStep = await api("/api/leaf-flower/step", { weights });
     weights = lastStep.weights;
-    status(`one step on ${"the training examples"}: loss ${fmt(lastStep.loss)} → ${fmt(lastStep.loss_after)}, held-out accuracy ${(100 * lastStep.accuracy).toFixed(1)}%`);
+    status(`one step on the training examples: loss ${fmt(lastStep.loss)} → ${fmt(lastStep.loss_after)}, held-out accuracy ${(100 * lastStep.accuracy).toFixed(1)}%`);
     await update();
-  } catch (error) { showError(error.message); }
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 const NS = "http://www.w3.org/2000/svg";
@@ -64,7 +70,10 @@ function edge(root, [x1, y1], [x2, y2], w, grad, at) {
   const x = x1 + (x2 - x1) * at, y = y1 + (y2 - y1) * at - 4;
   const label = svg("text", { x, y, class: "w", "font-size": 11, "text-anchor": "middle", fill: color,
     stroke: "#fff", "stroke-width": 3, "paint-order": "stroke" }, fmt(w));
-  if (grad !== undefined) label.append(svg("tspan", { x, dy: 11, "font-size": 9 }, `∇ ${fmt(grad)}`));
+  if (grad !== undefined) {
+    label.append(svg("tspan", { x, dy: 10, "font-size": 9 }, `∇ ${fmt(grad)}`));
+    label.append(svg("tspan", { x, dy: 10, "font-size": 9 }, `Δ ${fmt(-lastStep.lr * grad)}`));
+  }
   root.append(label);
 }
 
@@ -75,17 +84,17 @@ function node(root, [x, y], title, lines, highlight = false) {
 }
 
 function draw(r) {
-  const W = 760, H = 345, inX = 60, hidX = 380, outX = 690;
+  const W = 790, H = 345, inX = 60, hidX = 440, outX = 720;
   const inY = [45, 125, 205, 285], hidY = [60, 170, 280], outY = [115, 225];
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "the leaf or flower network" });
   const g = lastStep ? lastStep.gradients : null, w = weights;
-  inY.forEach((y, i) => hidY.forEach((hy, j) => edge(root, [inX, y], [hidX, hy], w["hidden.weight"][i][j], g ? g["hidden.weight"][i][j] : undefined, 0.2 + 0.26 * j)));
-  hidY.forEach((y, j) => outY.forEach((oy, k) => edge(root, [hidX, y], [outX, oy], w["output.weight"][j][k], g ? g["output.weight"][j][k] : undefined, 0.22 + 0.4 * k)));
+  inY.forEach((y, i) => hidY.forEach((hy, j) => edge(root, [inX, y], [hidX, hy], w["hidden.weight"][i][j], g ? g["hidden.weight"][i][j] : undefined, [0.18, 0.38, 0.56][j])));
+  hidY.forEach((y, j) => outY.forEach((oy, k) => edge(root, [hidX, y], [outX, oy], w["output.weight"][j][k], g ? g["output.weight"][j][k] : undefined, [0.32, 0.66][k])));
   start.task.inputs.forEach((name, i) => node(root, [inX, inY[i]], name, [`${r.raw[i]} → ${fmt(r.scaled[i])}`]));
   hidY.forEach((y, j) => node(root, [hidX, y], `hidden ${j + 1}`, [`sum ${fmt(r.hidden_sums[j])}`, `tanh ${fmt(r.hidden[j])}`, `bias ${fmt(w["hidden.bias"][j])}`]));
   outY.forEach((y, k) => node(root, [outX, y], start.task.outputs[k], [`sum ${fmt(r.outputs[k])}`, `bias ${fmt(w["output.bias"][k])}`], k === r.winner));
   root.append(svg("text", { x: outX, y: 315, "text-anchor": "middle", "font-size": 14, "font-weight": 600, id: "leaf-answer" }, `→ ${r.answer}`));
-  const legend = el("p", { class: "muted", text: "Red edges: positive weights, blue: negative, thicker: larger. Each neuron shows its weighted sum (inputs × weights + bias)" + (g ? "; ∇ is each weight's gradient from the last step (it moved by −learning rate × ∇)." : ".") });
+  const legend = el("p", { class: "muted", text: "Red edges: positive weights, blue: negative, thicker: larger. Each neuron shows its weighted sum (inputs × weights + bias)" + (g ? "; ∇ is each weight's gradient in the last step, Δ how it moved (−learning rate × ∇)." : ".") });
   const answer = el("p", { id: "leaf-winner", "data-winner": r.winner, text: `The larger output wins: ${r.answer} (${start.task.outputs.map((o, k) => `${o} ${fmt(r.outputs[k])}`).join(" vs ")})` });
   document.getElementById("leaf-net").replaceChildren(root, answer, legend);
 }
