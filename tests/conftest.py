@@ -13,18 +13,16 @@ os.environ["CHALKLM_OFFLINE"] = "1"
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-@pytest.fixture(scope="session")
-def _session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(autouse=True)
-def user_cache(_session_cache, monkeypatch) -> Path:
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
     """Every test (and every process it starts) keeps its caches in a temporary folder:
-    the suite never writes into ~/.cache or beside the shared data."""
-    monkeypatch.delenv("CHALKLM_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
-    return _session_cache / "chalklm"
+    the suite never writes into ~/.cache or beside the shared data. Session-wide and set
+    first, so module- and session-scoped fixtures (models trained once) use it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("cache")
+        patch.delenv("CHALKLM_CACHE_DIR", raising=False)
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder / "chalklm"
 
 
 @pytest.fixture
