@@ -204,7 +204,8 @@ def embedding_piece(engine: Engine, model, ids) -> tuple[object, dict]:
     x = tokens + positions
     return x, {"token": engine.array(tokens)[0], "position": engine.array(positions),
                "sum": engine.array(x)[0], "positional": model.config.positional,
-               "code": f"{code_of(model.token_embedding)}; {code_of(table)}"}
+               "code": f"{code_of(model)}.token_embedding ({code_of(model.token_embedding)}); "
+                       f"{code_of(table)}"}
 
 
 def output_piece(engine: Engine, model, x) -> dict:
