@@ -138,6 +138,15 @@ static void share(int64_t rows, int t, int n, int64_t *lo, int64_t *hi)
 
 /* ---- the arithmetic ---------------------------------------------------------------- */
 
+/* The dot products, compiled for the vector widths x86 CPUs have (AVX-512, AVX2, and the
+   SSE2 every x86-64 has), the widest this CPU runs picked when the module loads. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+VECTOR_CLONES
 static float dot(const float *restrict a, const float *restrict b, int64_t n)
 {
     float partial[16] = {0}; /* 16 running sums: the compiler makes them one vector */
@@ -164,6 +173,7 @@ static inline float widen(uint16_t b)
 }
 
 /* dot() with `a` in bfloat16. */
+VECTOR_CLONES
 static float dot_bf16(const uint16_t *restrict a, const float *restrict b, int64_t n)
 {
     float partial[16] = {0};
