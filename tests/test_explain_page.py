@@ -160,12 +160,23 @@ def test_usable_at_phone_width(chromium, url):
 
 
 def test_the_loss_curves_follow_a_run_still_training(page, folder):
-    page.wait_for_function("document.querySelector('#curves').textContent.includes('40 records')")
+    def log(step):  # the trainer logs one more step (so the file is fresh: still training)
+        with open(folder / "metrics.jsonl", "a") as metrics:
+            metrics.write(f'{{"step": {step}, "train_loss": 1.5, "lr": 0.01}}\n')
+
+    def shows(count, timeout=30_000):
+        page.wait_for_function(
+            f"document.querySelector('#curves').textContent.includes('{count} records')",
+            timeout=timeout)
+
+    records = sum(1 for _ in open(folder / "metrics.jsonl"))
+    log(records + 1)
+    page.reload()
+    page.wait_for_selector("body[data-booted]")
+    shows(records + 1)
     assert page.eval_on_selector_all("#curves polyline", "p => p.length") == 3  # train, val, lr
-    with open(folder / "metrics.jsonl", "a") as metrics:  # the trainer logs one more step
-        metrics.write('{"step": 41, "train_loss": 1.5, "lr": 0.01}\n')
-    page.wait_for_function("document.querySelector('#curves').textContent.includes('41 records')",
-                           timeout=20_000)  # the page asks again every 5 s
+    log(records + 2)
+    shows(records + 2)  # the page asked again by itself (every 5 s)
 
 
 def test_a_bpe_token_shows_the_merges_that_built_it(chromium, tmp_path):
