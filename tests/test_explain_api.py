@@ -161,7 +161,7 @@ def test_two_clients_at_once_get_their_own_answers(client):
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(ask, zip(prompts, engines)))
     for pair, logits in zip(zip(prompts, engines), together):
-        np.testing.assert_allclose(logits, alone[pair], atol=1e-6)
+        np.testing.assert_allclose(logits, alone[pair], atol=1e-5)
 
 
 def test_leaf_flower_forward_and_one_step():
