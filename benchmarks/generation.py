@@ -31,7 +31,15 @@ machine's copy bandwidth (measured in the same run: a 256 MB copy, bytes read pl
 written) over the weight bytes per token.
 
     python benchmarks/generation.py [--shapes small,gpt2] [--dtypes float32,bfloat16]
-        [--new-tokens 256] [--repeats 3] [--threads N] [--glass-tokens 32]
+        [--new-tokens 256] [--repeats 3] [--threads N] [--glass-tokens 32] [--llamacpp]
+
+--llamacpp (Llama-family shapes, greedy): llama.cpp as a side too, through
+llama-cpp-python (`pip install chalklm[bench]`, built from its source package), on a GGUF
+file written from the same exported folder (benchmarks/gguf_from_hf.py), float32 or
+bfloat16 as the row says. The issue's run:
+
+    python benchmarks/generation.py --shapes smollm2-135m --tasks greedy --new-tokens 128 \
+        --llamacpp
 
 Writes benchmarks/results/generation.json. Ratios, not absolute times, are the point:
 run it on an idle machine.
@@ -78,6 +86,8 @@ def parse_args():
                         help="new tokens for the glass box (0: skip it)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"
                                              / "generation.json"))
+    parser.add_argument("--llamacpp", action="store_true",
+                        help="llama.cpp as a side (llama-cpp-python; Llama-family shapes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, as JSON
     return parser.parse_args()
 
@@ -120,6 +130,8 @@ def child(spec: dict) -> dict:
     rows = prompts(spec["vocab"], spec["prompt_tokens"], task)
     if side == "transformers":
         import transformers  # noqa: F401  (its import is not the model's memory)
+    elif side == "llama.cpp":
+        import llama_cpp  # noqa: F401
     else:
         import chalklm.generation  # noqa: F401
     reset_peak()
@@ -128,6 +140,8 @@ def child(spec: dict) -> dict:
         run, load_s = hf_runner(spec, rows)
     elif side == "floor":
         run, load_s = floor_runner(spec, rows)
+    elif side == "llama.cpp":
+        run, load_s = llamacpp_runner(spec, rows)
     else:
         run, load_s = chalklm_runner(spec, rows)
     started = time.perf_counter()
@@ -227,7 +241,35 @@ def hf_runner(spec, rows):
     return run, load_s
 
 
+def llamacpp_runner(spec, rows):
+    """llama.cpp on the GGUF of the same weights: greedy, one row (llama-cpp-python)."""
+    from llama_cpp import Llama
+
+    started = time.perf_counter()
+    llm = Llama(model_path=spec["gguf"], n_ctx=spec["prompt_tokens"] + spec["new_tokens"] + 8,
+                n_threads=spec["threads"], n_threads_batch=spec["threads"], verbose=False)
+    load_s = time.perf_counter() - started
+
+    def run(n):
+        out, start, first = [], time.perf_counter(), None
+        for token in llm.generate(rows[0], top_k=1, top_p=1.0, min_p=0.0, temp=0.0,
+                                  repeat_penalty=1.0, reset=True):
+            first = first or time.perf_counter() - start
+            out.append(token)
+            if len(out) == n:
+                break
+        return [out], first
+
+    return run, load_s
+
+
 # ---- the parent: models, turn-about runs, the table -----------------------------------------
+
+
+def make_gguf(hf: Path, dtype: str) -> Path:
+    from gguf_from_hf import write_gguf
+
+    return write_gguf(hf, hf.parent / f"{hf.name}-{dtype}.gguf", dtype)
 
 
 def make_model(shape: str, folder: Path) -> tuple[Path, Path]:
@@ -298,7 +340,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rows = []
     sides = (["chalklm"] + ([] if args.no_eager else ["eager"])
-             + ([] if args.no_compile else ["compiled"]) + ["transformers"])
+             + ([] if args.no_compile else ["compiled"])
+             + (["llama.cpp"] if args.llamacpp else []) + ["transformers"])
     print(f"tok/s of {' | '.join(sides)}; speedups over transformers; first token and peak"
           " memory in the same order")
     bandwidth = copy_bandwidth()
@@ -313,25 +356,32 @@ def main() -> None:
                         threads=args.threads, prompt_tokens=args.prompt_tokens,
                         new_tokens=min(args.new_tokens, room))
             for dtype in args.dtypes.split(","):
+                if args.llamacpp:
+                    base["gguf"] = str(make_gguf(hf, dtype))
                 for task in args.tasks.split(","):
                     spec = dict(base, dtype=dtype, task=task)
-                    runs = {side: [] for side in sides}
+                    these = [s for s in sides if s != "llama.cpp" or task == "greedy"]
+                    runs = {side: [] for side in these}
                     for rep in range(args.repeats):
-                        for side in sides if rep % 2 == 0 else sides[::-1]:
+                        for side in these if rep % 2 == 0 else these[::-1]:
                             runs[side].append(measure(dict(spec, side=side)))
                     row = dict(shape=shape, dtype=dtype, task=task)
                     row.update({side: best(r) for side, r in runs.items()})
-                    hf = row["transformers"]["tokens_per_s"]
-                    row["speedup"] = {side: row[side]["tokens_per_s"] / hf for side in sides}
+                    hf_tok_s = row["transformers"]["tokens_per_s"]
+                    row["speedup"] = {side: row[side]["tokens_per_s"] / hf_tok_s
+                                      for side in these}
+                    if "llama.cpp" in row:
+                        row["chalklm_vs_llamacpp"] = (row["chalklm"]["tokens_per_s"]
+                                                      / row["llama.cpp"]["tokens_per_s"])
                     row["same_tokens"] = (row["chalklm"]["ids"] == row["transformers"]["ids"]
                                           if task == "greedy" else None)
                     if task == "greedy":
                         limit = bandwidth / weight_bytes(shape, dtype)
                         row["bandwidth_limit_tokens_per_s"] = limit
                         row["share_of_limit"] = {side: row[side]["tokens_per_s"] / limit
-                                                 for side in sides}
+                                                 for side in these}
                     rows.append(row)
-                    print_row(row, sides)
+                    print_row(row, these)
             for dtype in args.dtypes.split(","):
                 runs = [measure(dict(base, dtype=dtype, task="greedy", side="floor"))
                         for _ in range(args.repeats)]
@@ -367,6 +417,8 @@ def print_row(row: dict, sides: list[str]) -> None:
           f"tok/s {each('{:7.1f}', 'tokens_per_s')}  = {speedups}"
           f"   first token ms {each('{:.0f}', 'first_token_s', 1e3)}"
           f"   peak MB {each('+{:.0f}', 'peak_mb')}{same}{compiled}", flush=True)
+    if "chalklm_vs_llamacpp" in row:
+        print(f"{'':24}chalklm / llama.cpp: {row['chalklm_vs_llamacpp']:.2f}x", flush=True)
     if "share_of_limit" in row:
         shares = " | ".join(f"{100 * row['share_of_limit'][side]:.0f}%" for side in sides)
         print(f"{'':24}bandwidth limit {row['bandwidth_limit_tokens_per_s']:.1f} tok/s; "
