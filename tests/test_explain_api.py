@@ -53,7 +53,13 @@ def test_forward_gives_every_intermediate(client, engine):
     weights = decode_array(result["layers"][1]["attention"]["weights"])
     assert weights.shape == (2, T, T)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=5e-3)  # float16 on the wire
-    assert len(result["last_logits"]) == 28 or len(result["last_logits"]) > 10
+    V = client.get("/api/info").json()["config"]["vocab_size"]
+    assert len(result["last_logits"]) == V
+    out = result["output"]
+    assert decode_array(out["probs"]).shape == (V,)
+    assert decode_array(out["probs"]).sum() == pytest.approx(1, abs=1e-2)
+    assert np.array(out["top_ids"]).shape == (T, 5) and len(out["top_texts"]) == T
+    assert out["top_ids"][-1][0] == int(np.argmax(result["last_logits"]))
 
 
 def test_both_engines_answer_the_same_over_the_api(client):

@@ -74,7 +74,7 @@ def set_range(page, selector, value):
 
 def test_token_chips_heat_maps_and_bars(page):
     run_prompt(page, PROMPT)
-    chips = page.eval_on_selector_all(".chip .t", "c => c.map(e => e.textContent)")
+    chips = page.eval_on_selector_all("#tokens .chip .t", "c => c.map(e => e.textContent)")
     assert chips == [c.replace(" ", "␣") for c in PROMPT]
     T = len(PROMPT)
     heads = page.eval_on_selector_all("details[data-layer='0'] .head canvas.map", HEADS)
@@ -86,6 +86,8 @@ def test_token_chips_heat_maps_and_bars(page):
         assert all(abs(s - 1) < 5e-3 for s in head["rowSums"])
     shown = bars(page)
     assert len(shown) == 12 and chances_sum(page) == pytest.approx(1, abs=1e-6)
+    each = page.eval_on_selector_all("#each-position .chip", "c => c.length")
+    assert each == T  # a prediction after every token
 
 
 def test_temperature_redraws_the_bars_in_the_page(page):
@@ -113,7 +115,7 @@ def test_next_token_at_temperature_zero_appends_the_highest_bar(page):
     page.click("#next")
     page.wait_for_selector(f"body[data-ready='{ready + 1}']")
     assert page.input_value("#prompt") == PROMPT + vocab[top_id]
-    assert page.eval_on_selector_all(".chip", "c => c.length") == len(PROMPT) + 1
+    assert page.eval_on_selector_all("#tokens .chip", "c => c.length") == len(PROMPT) + 1
 
 
 def test_both_engines_show_the_same_numbers(page):

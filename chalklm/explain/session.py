@@ -21,6 +21,7 @@ from chalklm.explain import trace as tracing
 from chalklm.explain.requests import BadRequest
 
 TOP_CANDIDATES = 20  # next-token candidates /api/next lists
+TOP_EACH = 5  # candidates /api/forward lists for every position
 # The glass box keeps one switch for "record gradients" for the whole process
 # (chalklm.scratch.no_grad), so every use of it here, this model and the leaf/flower
 # network alike, takes turns.
@@ -125,7 +126,21 @@ class Explainer:
             result = tracing.trace(model, ids)
         result["tokens"] = [self.token_text(i) for i in ids]
         result["last_logits"] = [float(v) for v in result["output"]["logits"][-1]]
+        result["output"] = self.compact_output(result["output"])
         return result
+
+    def compact_output(self, output: dict) -> dict:
+        """What the page needs of the (T, vocab) scores: the last position's softmax in
+        full, and at every position its TOP_EACH likeliest next tokens (a GPT-2-sized
+        vocabulary would otherwise send 3 million numbers for 64 tokens)."""
+        probs = output.pop("probs")
+        output.pop("logits")
+        top = np.argsort(-probs, axis=-1, kind="stable")[:, :TOP_EACH]
+        output["probs"] = probs[-1]
+        output["top_ids"] = top.tolist()
+        output["top_probs"] = np.take_along_axis(probs, top, axis=-1)
+        output["top_texts"] = [[self.token_text(int(i)) for i in row] for row in top]
+        return output
 
     def next_token(self, prompt: str, engine: str, controls: generation.Controls) -> dict:
         """The last position's scores and the chances each control leaves (generation.py's)."""

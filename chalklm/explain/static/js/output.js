@@ -1,7 +1,7 @@
 // The output panel: softmax bars for the next token, recomputed in the page as the
 // controls move (the same steps as chalklm/generation.py probabilities), then
 // "next token" (pick one, append it, run again) and "generate" (streamed by the server).
-import { el, fmt, shown, showError } from "./ui.js";
+import { array, el, fmt, shown, showError } from "./ui.js";
 
 const SHOWN = 12;  // bars drawn: the most likely candidates
 let logits = [], vocab = [];
@@ -38,6 +38,18 @@ export function showOutput(trace, info) {
   logits = trace.last_logits; vocab = info.vocab;
   document.getElementById("output-code").textContent = `${trace.output.ln_f.code}; ${trace.output.code}; softmax in the page`;
   drawBars();
+  showEachPosition(trace);
+}
+
+// every position predicts its next token: the likeliest one under each token of the prompt
+function showEachPosition(trace) {
+  const out = trace.output, p = array(out.top_probs);
+  const chips = trace.tokens.map((token, t) => el("span", {
+    class: "chip", title: out.top_texts[t].map((x, k) => `${JSON.stringify(x)} ${(100 * p.data[t * p.shape[1] + k]).toFixed(1)}%`).join("\n") },
+  el("span", { class: "t", text: shown(token) }),
+  el("span", { class: "i", text: `→ ${shown(out.top_texts[t][0])}` }),
+  el("span", { class: "i", text: `${(100 * p.data[t * p.shape[1]]).toFixed(0)}%` })));
+  document.getElementById("each-position").replaceChildren(...chips);
 }
 
 export function drawBars() {
