@@ -11,9 +11,11 @@ Then, each in a fresh interpreter, after its imports:
 - transformers: `AutoModelForCausalLM.from_pretrained(folder, dtype=...)`;
 - and, once, `chalklm import-hf` itself (it writes an fp32 checkpoint).
 
-Reported: resident memory after the imports, the peak (VmHWM) after loading, and their
-difference, in MB, beside the model's own bytes in that dtype. Memory, not time: run it on
-a quiet machine anyway, as other processes do not change it but may swap.
+Reported: resident memory after the imports, the peak (VmHWM) after loading, their
+difference, and the peak after one forward pass of 8 tokens (which reads every weight: a
+model whose weights still sit in a memory map of the file pays for them only then), in
+MB, beside the model's own bytes in that dtype. Memory, not time: run it on a quiet
+machine anyway, as other processes do not change it but may swap.
 
     python benchmarks/import_memory.py [--dtype bfloat16 float32] [--keep DIR]
 
@@ -46,14 +48,15 @@ def rss_mb(field):
             return int(line.split()[1]) / 1024
 
 what, folder, dtype = sys.argv[1:4]
-if what == "chalklm":
-    import chalklm
+if what == "chalklm":  # and the modules load imports on its way
+    import chalklm.models, chalklm.training.engines, chalklm.models.layers
     from chalklm.generation import load
 elif what == "import":
     from chalklm.interop import import_hf
+    import safetensors.torch
 else:
     from transformers import AutoModelForCausalLM
-    import transformers.modeling_utils
+    import transformers.models.llama.modeling_llama
 before = rss_mb("VmRSS")
 if what == "chalklm":
     model, _ = load(folder, dtype=dtype)
@@ -62,8 +65,14 @@ elif what == "import":
 else:
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
 peak = rss_mb("VmHWM")
-params = 0 if what == "import" else sum(p.numel() for p in model.parameters())
-print(json.dumps({"before_mb": before, "peak_mb": peak, "params": params}))
+params, used = 0, peak
+if what != "import":  # one forward pass reads every weight (a memory map's pages too)
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        model(torch.tensor([[1, 17, 400, 9000, 49151, 3, 77, 12345]]))
+    used = rss_mb("VmHWM")
+print(json.dumps({"before_mb": before, "peak_mb": peak, "forward_peak_mb": used,
+                  "params": params}))
 """
 
 
@@ -82,6 +91,7 @@ def measure(what: str, folder: Path, dtype: str, *extra: str) -> dict:
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["added_mb"] = result["peak_mb"] - result["before_mb"]
+    result["forward_added_mb"] = result["forward_peak_mb"] - result["before_mb"]
     return result
 
 
@@ -105,14 +115,14 @@ def main() -> None:
                 rows.append({"what": name, "dtype": dtype, **measure(what, ck if
                              what == "chalklm" else hf, dtype)})
     width = {"bfloat16": 2, "float16": 2, "float32": 4}
-    print(f"{'load':<38} {'dtype':<9} {'after imports':>13} {'peak':>8} {'added':>8} "
-          f"{'weights':>8}  (MB)")
+    print(f"{'load':<38} {'dtype':<9} {'after imports':>13} {'peak':>6} {'added':>6} "
+          f"{'+forward':>9} {'weights':>8}  (MB)")
     for row in rows:
         weights = row["params"] * width[row["dtype"]] / 2**20
         row["weights_mb"] = weights
         print(f"{row['what']:<38} {row['dtype']:<9} {row['before_mb']:>13.0f} "
-              f"{row['peak_mb']:>8.0f} {row['added_mb']:>8.0f} "
-              f"{weights if weights else float('nan'):>8.0f}")
+              f"{row['peak_mb']:>6.0f} {row['added_mb']:>6.0f} "
+              f"{row['forward_added_mb']:>9.0f} {weights if weights else float('nan'):>8.0f}")
     out = Path(__file__).parent / "results" / "import_memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),

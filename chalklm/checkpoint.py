@@ -121,6 +121,15 @@ def swap_into_place(tmp: Path, folder: Path) -> None:
 _LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:partial-\w+|old-\d+|\w+\.partial)")
 
 
+def leftover_of(name: str, names=None) -> str | None:
+    """The target whose cut-off write left an entry called `name`, if it is one (and the
+    target is among `names`, when given); else None."""
+    match = _LEFTOVER.fullmatch(name)
+    if not match or (names is not None and match["name"] not in names):
+        return None
+    return match["name"]
+
+
 def tidy_leftovers(folder: Path, names=None) -> None:
     """Clear what writes cut off by a crash or kill -9 left in `folder`: a moved-aside
     folder whose target is gone is moved back (it is the newest whole copy), any other
@@ -128,10 +137,10 @@ def tidy_leftovers(folder: Path, names=None) -> None:
     if not folder.is_dir():
         return
     for entry in sorted(folder.iterdir()):
-        match = _LEFTOVER.fullmatch(entry.name)
-        if not match or (names is not None and match["name"] not in names):
+        name = leftover_of(entry.name, names)
+        if name is None:
             continue
-        target = folder / match["name"]
+        target = folder / name
         if ".old-" in entry.name and not target.exists():
             os.replace(entry, target)
         elif entry.is_dir() and not entry.is_symlink():
@@ -200,30 +209,40 @@ def _safetensors_header(handle, file: Path) -> tuple[dict, int]:
     return header, 8 + size
 
 
+READ_CHUNK = 1 << 24  # bytes read at a time by read_safetensors_as (16 MiB)
+
+
 def read_safetensors_as(file: Path, dtype) -> dict:
-    """name -> torch tensor in `dtype`, read and converted one tensor at a time, so that
-    loading a model in bf16 never holds more than one fp32 weight beside the bf16 ones.
-    Plain reads, not a memory map: the pages of a map count as the process's memory
-    until it is closed, which would be the whole fp32 file by the end."""
+    """name -> torch tensor in `dtype`, each read straight into its own tensor, 16 MiB at a
+    time through one reused buffer and cast on the way: loading an fp32 file in bf16 holds
+    the bf16 weights and that buffer, never an fp32 copy of the model (nor of one large
+    weight). Plain reads, not a memory map: a map's pages count as the process's memory
+    until it is closed, which would be the whole file by the end."""
     import torch
 
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
-    out = {}
+    out, buffer = {}, torch.empty(READ_CHUNK, dtype=torch.uint8)
     with open(file, "rb") as handle:
         header, data_start = _safetensors_header(handle, file)
         for name, info in header.items():
             try:
                 begin, end = info["data_offsets"]
-                tensor = torch.empty(info["shape"],
-                                     dtype=getattr(torch, SAFETENSORS_DTYPES[info["dtype"]]))
+                stored = getattr(torch, SAFETENSORS_DTYPES[info["dtype"]])
+                tensor = torch.empty([int(n) for n in info["shape"]], dtype=dtype)
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{file}: {name!r} is described wrongly ({exc})") from None
-            data = tensor.view(-1).view(torch.uint8).numpy()  # the tensor's own bytes
+            if end - begin != tensor.numel() * stored.itemsize:
+                raise CheckpointError(f"{file}: {name!r} has the wrong number of bytes")
             handle.seek(data_start + begin)
-            if end - begin != data.size or (data.size and handle.readinto(data) != data.size):
-                raise CheckpointError(f"{file}: {name!r} is cut short; the file is damaged")
-            out[name] = tensor.to(dtype)
+            flat, step = tensor.view(-1), READ_CHUNK // stored.itemsize
+            for start in range(0, flat.numel(), step):
+                count = min(step, flat.numel() - start)
+                raw = buffer[:count * stored.itemsize]
+                if handle.readinto(raw.numpy()) != raw.numel():
+                    raise CheckpointError(f"{file}: {name!r} is cut short; the file is damaged")
+                flat[start:start + count] = raw.view(stored)  # the cast, if any, is here
+            out[name] = tensor
     return out
 
 
