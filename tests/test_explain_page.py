@@ -90,6 +90,16 @@ def test_token_chips_heat_maps_and_bars(page):
     assert each == T  # a prediction after every token
 
 
+def test_the_scores_switch_shows_query_key_scores_under_the_same_mask(page):
+    run_prompt(page, PROMPT)
+    page.check("#show-scores")
+    heads = page.eval_on_selector_all("details[data-layer='0'] .head canvas.map", HEADS)
+    assert len(heads) == 2
+    for head in heads:
+        assert head["px"] == [205, 205, 205, 255]  # later tokens still hidden
+        assert any(abs(s - 1) > 1e-3 for s in head["rowSums"])  # scores, not chances
+
+
 def test_temperature_redraws_the_bars_in_the_page(page):
     run_prompt(page, PROMPT)
     requests = []
