@@ -212,3 +212,16 @@ def test_a_bpe_token_shows_the_merges_that_built_it(chromium, tmp_path):
         lines = page.eval_on_selector_all("#merges .tree li", "l => l.map(e => e.textContent)")
         page.close()
     assert len(lines) >= 3 and "merge" in lines[0]  # the token, then the two it joins, ...
+
+
+def test_the_leaf_flower_demo_alone(chromium):
+    with running_server(None) as address:  # chalklm explain --demo leaf-flower
+        page = chromium.new_page()
+        problems = []
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.goto(address)
+        page.wait_for_selector("body[data-booted]")
+        assert page.is_visible("#leaf-panel") and not page.is_visible("#prompt-panel")
+        assert page.text_content("#leaf-winner").startswith("The larger output wins")
+        page.close()
+    assert problems == []
