@@ -116,6 +116,23 @@ def test_temperature_redraws_the_bars_in_the_page(page):
     assert requests == []  # no round trip to the server
 
 
+def test_the_pages_chances_are_generations_own(page, url):
+    import httpx
+
+    run_prompt(page, PROMPT)
+    set_range(page, "#temperature", 0.5)
+    set_range(page, "#top-p", 0.9)
+    page.fill("#top-k", "5")
+    page.dispatch_event("#top-k", "input")
+    shown = {i: p for i, p in bars(page) if p > 0}
+    asked = httpx.post(url + "api/next", json={"prompt": PROMPT, "temperature": 0.5,
+                                               "top_k": 5, "top_p": 0.9}).json()
+    expected = {c["id"]: c["prob"] for c in asked["candidates"]}  # generation.probabilities
+    assert shown.keys() == expected.keys()
+    for i, p in expected.items():
+        assert shown[i] == pytest.approx(p, abs=1e-6)
+
+
 def test_next_token_at_temperature_zero_appends_the_highest_bar(page):
     run_prompt(page, PROMPT)
     set_range(page, "#temperature", 0)
