@@ -77,8 +77,9 @@ class Engine:
 
     @staticmethod
     def for_model(model) -> Engine:
-        return TorchEngine(model) if hasattr(model, "state_dict") and \
-            type(model).__module__.startswith("chalklm.models") else GlassEngine(model)
+        """The fast engine's GPT lives in chalklm.models, the glass box's in chalklm.scratch."""
+        fast = type(model).__module__.startswith("chalklm.models")
+        return TorchEngine(model) if fast else GlassEngine(model)
 
 
 class GlassEngine(Engine):
