@@ -29,6 +29,9 @@ def _umask() -> int:
 def refusal(target, exc: Exception) -> str:
     """The one-line message for a write the system refused."""
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):  # a file where a folder goes
+        blocker = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else why
     return f"could not write {target}: {why}; what was there before is unchanged"
 
 

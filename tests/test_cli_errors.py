@@ -118,7 +118,7 @@ def test_out_that_is_empty_a_file_or_under_a_file(files, tmp_path, capsys, monke
 
     monkeypatch.setattr(trainer, "load_tokens", lambda *a: pytest.fail("tokenized first"))
     refused(train_args(files, tmp_path / "afile" / "run"), capsys, "could not write",
-            "Not a directory")
+            "afile is a file, not a folder")
     assert (tmp_path / "afile").read_text() == "mine"
 
 
@@ -142,6 +142,24 @@ def test_a_run_that_never_saved_starts_over_with_its_own_metrics(files, tmp_path
     assert run_cli(train_args(files, out)) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 2] and records[0]["train_loss"] < 99
+
+
+def test_a_run_killed_between_its_first_two_saves_says_how_to_go_on(files, tmp_path,
+                                                                    capsys):
+    out = a_run(files, tmp_path)
+    shutil.rmtree(out / "last")  # best/ was saved, last/ not yet
+    refused(train_args(files, out), capsys, "no last/ to resume from", "--force")
+    refused(train_args(files, out, "--resume"), capsys, "no resumable checkpoint")
+    assert run_cli(train_args(files, out, "--force")) == 0
+
+
+def test_a_folder_holding_only_a_cut_off_write_of_chalklms_is_no_users_folder(files,
+                                                                             tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "..chalklm-run.x1y2z3w4.partial").write_text("a")  # killed writing the marker
+    assert run_cli(train_args(files, out)) == 0
+    assert sorted(p.name for p in out.glob(".*")) == [".chalklm-run"]
 
 
 def test_resume_with_a_tokenizer_of_another_model(files, tmp_path, capsys):
@@ -238,6 +256,19 @@ def test_char_tokenizer_refuses_bpe_options(files, tmp_path, capsys):
     refused(["tokenizer", "train", "--type", "char", "--vocab-size", "5", "--data", text,
              "--out", str(tmp_path / "t.json")], capsys, "--vocab-size", "--type char")
     assert not (tmp_path / "t.json").exists()
+
+
+def test_tokenizer_out_that_cannot_be_written_is_refused_before_training(files, tmp_path,
+                                                                        capsys, monkeypatch):
+    from chalklm.tokenizers import BPETokenizer
+
+    monkeypatch.setattr(BPETokenizer, "train", lambda *a, **k: pytest.fail("trained first"))
+    (tmp_path / "afile").write_text("mine")
+    for out, why in ((tmp_path / "afile" / "t.json", "afile is a file, not a folder"),
+                     (tmp_path, "it is a folder")):
+        refused(["tokenizer", "train", "--data", str(files / "text.txt"), "--out", str(out)],
+                capsys, "could not write", why)
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_import_of_a_pickle_is_one_line_without_pytorchs_warning(tmp_path, capsys):

@@ -175,8 +175,12 @@ def _start(argv) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _resumable(out) -> bool:
-    return (out / "last").exists() or any(out.glob(".last.old-*"))
+def _again(out) -> list[str]:
+    """The flag that runs `out` again: --resume from last/; --force when a kill fell
+    between the first save of best/ and that of last/ (nothing to resume: start over)."""
+    if (out / "last").exists() or any(out.glob(".last.old-*")):
+        return ["--resume"]
+    return ["--force"] if (out / "best").exists() else []
 
 
 def _until_it_trains(process, marker) -> None:
@@ -202,7 +206,7 @@ def test_kill_9_at_random_moments_loses_nothing(train, tmp_path):
     out = tmp_path / "killed"
     killed = 0
     for kill in range(20):
-        process = _start(train("killed", *(["--resume"] if _resumable(out) else [])))
+        process = _start(train("killed", *_again(out)))
         if kill % 4:
             _until_it_trains(process, out / ".chalklm-run")
         time.sleep(rng.uniform(0.0, 0.8))
@@ -214,7 +218,8 @@ def test_kill_9_at_random_moments_loses_nothing(train, tmp_path):
             if (out / name).exists():
                 load_checkpoint(out / name)  # a whole checkpoint, or an error here
     assert killed >= 15  # (200 steps outlast 20 kills: almost all fall in a running run)
-    assert _start(train("killed", *(["--resume"] if _resumable(out) else []))).wait() == 0
+    last = _start(train("killed", *_again(out)))
+    assert last.wait() == 0, last.stderr.read().decode()
     a, b = load_weights(tmp_path / "straight" / "last"), load_weights(out / "last")
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -87,12 +87,14 @@ def _bpe_options(args) -> dict:
 
 def run_train(args) -> int:
     from chalklm.errors import ChalkError
+    from chalklm.files import check_writable
     from chalklm.tokenizers import BPETokenizer, CharTokenizer
 
     options = _bpe_options(args)
     out = Path(args.out)
-    if out.exists() and not args.force:
+    if out.exists() and not args.force and not out.is_dir():
         raise ChalkError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    check_writable(out)  # now, not after minutes of training
     names = args.data or ["shakespeare"]
     texts = _training_texts(names)
     start = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chalklm.checkpoint import TRAINER_STATE_FILE, tidy_leftovers
+from chalklm.checkpoint import TRAINER_STATE_FILE, leftover_of, tidy_leftovers
 from chalklm.errors import ConfigError, WriteError
 from chalklm.files import refusal, write_atomic
 
@@ -38,12 +38,17 @@ def check(out: str, resume: bool, force: bool) -> None:
         return
     if force:
         return
-    if _has_checkpoint(folder):
+    if _resumable(folder):
         raise ConfigError(f"{folder} already holds a run; pass --resume to continue it, "
                           "--force to start it over, or choose another --out (nothing was "
                           "overwritten)")
+    if _has_checkpoint(folder):  # best/ alone: stopped between the first two saves
+        raise ConfigError(f"{folder} holds a best/ checkpoint but no last/ to resume from; "
+                          "pass --force to start the run over, or choose another --out "
+                          "(nothing was overwritten)")
     if not (folder / RUN_MARKER).is_file():
-        entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        entries = sorted(p.name for p in folder.iterdir()
+                         if leftover_of(p.name, OWN_NAMES) is None) if folder.is_dir() else []
         if entries:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise ConfigError(f"{folder} is not empty ({shown}) and not a chalklm run; choose "
