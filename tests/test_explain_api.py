@@ -284,3 +284,11 @@ def test_odd_values_in_any_field_are_never_a_500(client, path):
                                    headers={"content-type": "application/json"})
             assert response.status_code < 500, (field, value, response.text)
             assert response.status_code == 200 or "error" in response.json()
+
+
+def test_a_local_server_answers_only_requests_for_this_machine():
+    app = make_app(None, local_only=True)
+    assert TestClient(app, base_url="http://127.0.0.1:8000").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://localhost").get("/api/info").status_code == 200
+    rebound = TestClient(app, base_url="http://attacker.example")  # DNS rebinding
+    assert rebound.get("/api/info").status_code == 400

@@ -39,12 +39,13 @@ def _port(text: str) -> int:
 
 def run(args) -> int:
     from chalklm.explain.app import make_app
-    from chalklm.explain.serve import serve
+    from chalklm.explain.serve import LOCAL_HOSTS, serve
 
     explainer = None
     if args.checkpoint is not None:
         from chalklm.explain.session import open_checkpoint
 
         explainer = open_checkpoint(args.checkpoint)
-    serve(make_app(explainer), args.host, args.port, args.open)
+    serve(make_app(explainer, local_only=args.host in LOCAL_HOSTS), args.host, args.port,
+          args.open)
     return 0

@@ -14,6 +14,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -28,6 +30,9 @@ from chalklm.explain.requests import MAX_BODY, MAX_NEW_TOKENS, BadRequest
 from chalklm.explain.translation import MAX_BEAM
 
 STATIC = Path(__file__).parent / "static"
+# A server on this machine only answers requests addressed to this machine: a web page
+# elsewhere cannot reach it through a name that resolves here (DNS rebinding).
+LOCAL_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
 async def body_of(request: Request) -> dict:
@@ -50,9 +55,9 @@ def controls(data: dict) -> generation.Controls:
                                requests.top_p(data))
 
 
-def make_app(explainer=None) -> Starlette:
+def make_app(explainer=None, local_only: bool = False) -> Starlette:
     """The ASGI app for an `Explainer` (GPT), a `TranslationExplainer`, or None: the
-    leaf/flower network alone."""
+    leaf/flower network alone. `local_only`: refuse requests for any other host name."""
 
     def model(kind: str = "gpt"):
         if explainer is None:
@@ -153,7 +158,9 @@ def make_app(explainer=None) -> Starlette:
     ]
     routes = [Mount("/api", routes=api), Mount("/", StaticFiles(directory=STATIC, html=True))]
     handlers = {BadRequest: refused, ChalkError: refused, HTTPException: http_refused}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_NAMES)] \
+        if local_only else []
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
 async def refused(request: Request, exc: ChalkError) -> JSONResponse:

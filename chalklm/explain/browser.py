@@ -23,8 +23,8 @@ def running_server(explainer):
     from chalklm.explain.serve import address, bind
 
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(make_app(explainer), log_level="warning",
-                                           lifespan="off"))
+    app = make_app(explainer, local_only=True)  # as `chalklm explain` serves it
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
