@@ -49,8 +49,9 @@ def register(subparsers) -> None:
         "import-hf",
         help="turn a Hugging Face GPT-2, Llama, Mistral or Qwen2 folder into a checkpoint",
         description="Read a GPT2LMHeadModel, LlamaForCausalLM (SmolLM2, Llama 3...), "
-        "MistralForCausalLM or Qwen2ForCausalLM folder (config.json and model.safetensors or its shards; "
-        "tokenizer.json, tokenizer_config.json and generation_config.json when present) into "
+        "MistralForCausalLM or Qwen2ForCausalLM folder (config.json and model.safetensors or "
+        "its shards; tokenizer.json, tokenizer_config.json and generation_config.json when "
+        "present) into "
         "a chalklm checkpoint that both engines load. Never runs code from the folder.",
     )
     imp.add_argument("folder", help="folder written by save_pretrained (a GPT-2 model)")
