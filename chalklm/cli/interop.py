@@ -54,7 +54,7 @@ def register(subparsers) -> None:
         "present) into "
         "a chalklm checkpoint that both engines load. Never runs code from the folder.",
     )
-    imp.add_argument("folder", help="folder written by save_pretrained (a GPT-2 model)")
+    imp.add_argument("folder", help="folder written by save_pretrained (or downloaded)")
     imp.add_argument("out", help="checkpoint folder to write")
     imp.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
     imp.add_argument("--allow-pickle", action="store_true",
