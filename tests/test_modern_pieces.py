@@ -239,3 +239,26 @@ def test_the_twins_count_and_load_alike():
     with pytest.raises(Exception, match="blocks.0.attn.key.weight"):
         glass.load_weights({**glass.state_dict(),
                             "blocks.0.attn.key.weight": np.zeros((16, 16))})
+
+
+def test_chalklm_sample_runs_a_llama_checkpoint_in_both_engines_alike(tmp_path, capsys):
+    from chalklm.cli import main
+    from chalklm.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer("abcdefgh \nROMEO:")
+    config = GPTConfig(**{**TINY, **LLAMA, "qk_norm": True,
+                          "vocab_size": tokenizer.vocab_size})
+    cs.manual_seed(7)
+    glass = GlassGPT(config)
+    for p in glass.parameters():
+        if p.ndim > 1:
+            p.data *= 20
+    folder = save_checkpoint(tmp_path / "ckpt", glass.state_dict(), config, tokenizer)
+    texts = []
+    for engine in ("torch", "scratch"):
+        with pytest.raises(SystemExit) as done:
+            main(["sample", "--checkpoint", str(folder), "--prompt", "ROMEO:",
+                  "--max-new-tokens", "8", "--temperature", "0", "--engine", engine])
+        assert done.value.code == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and texts[0].startswith("ROMEO:") and len(texts[0]) > 8
