@@ -29,7 +29,7 @@ from chalklm import generation
 from chalklm.checkpoint import save_checkpoint
 from chalklm.config import GPTConfig
 from chalklm.data.registry import load_text
-from chalklm.explain.browser import running_server
+from chalklm.explain.serve import running_server
 from chalklm.explain.session import Explainer
 from chalklm.models import GPT
 from chalklm.tokenizers.char import CharTokenizer

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chalklm.explain.browser import browser, running_server
+from chalklm.explain.browser import browser
+from chalklm.explain.serve import running_server
 from chalklm.explain.session import Explainer
 
 PROMPT = "ROMEO:\nBut soft, what light"

@@ -4,7 +4,8 @@ type a prompt, then check what a learner sees and that the numbers behave."""
 import pytest
 from explain_checkpoint import make_tiny_checkpoint
 
-from chalklm.explain.browser import browser, running_server
+from chalklm.explain.browser import browser
+from chalklm.explain.serve import running_server
 from chalklm.explain.session import Explainer
 
 PROMPT = "JULIET: good"

@@ -71,7 +71,8 @@ def test_gpt_routes_point_to_translate(client):
 
 
 def test_the_page_shows_the_translation_and_its_attention_maps(folder):
-    from chalklm.explain.browser import browser, running_server
+    from chalklm.explain.browser import browser
+    from chalklm.explain.serve import running_server
 
     with running_server(open_checkpoint(folder)) as url, browser() as chromium:
         page = chromium.new_page(viewport={"width": 1280, "height": 800})

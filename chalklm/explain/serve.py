@@ -7,10 +7,12 @@ address printed is the one that answers, and a port already taken is one clear l
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sys
 import threading
+import time
 import webbrowser
 
 from chalklm.errors import ConfigError
@@ -72,3 +74,31 @@ class _Stopped(Exception):
 
 def _stopped(signum, frame):
     raise _Stopped
+
+
+@contextlib.contextmanager
+def running_server(explainer, wait_s: float = 60.0):
+    """http://127.0.0.1:PORT/ of an explain server for `explainer` (None: the leaf/flower
+    network alone), served from a thread of this process until the block ends (for the
+    page's tests, docs/screenshots.py and benchmarks/explain.py)."""
+    import uvicorn
+
+    from chalklm.explain.app import make_app
+
+    sock = bind("127.0.0.1", 0)
+    app = make_app(explainer, local_only=True)  # as `chalklm explain` serves it
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + wait_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the explain server did not start")
+        time.sleep(0.02)
+    try:
+        yield address(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
