@@ -333,11 +333,13 @@ class BPETokenizer(Tokenizer):
 
     def to_tiktoken(self, name: str = "chalklm"):
         """A `tiktoken.Encoding` with this vocabulary, pattern and special tokens."""
-        return formats.to_tiktoken(self, name)
+        return formats.to_tiktoken(name, self.vocab, self.id_offset, self.pattern,
+                                   self.special.ids)
 
     def save_hf(self, path: str | os.PathLike) -> None:
         """Write a `tokenizer.json` for `tokenizers.Tokenizer.from_file` / transformers."""
-        formats.write_hf(path, self)
+        formats.write_hf(path, self.vocab, self.id_offset, self.pattern, self.special.ids,
+                         self.normalize)
 
     def __reduce__(self):  # pickle (for worker processes) as the small JSON state
         return (type(self).from_dict, (self.to_dict(),))

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalklm.errors import TokenizerError
 from chalklm.files import write_atomic
@@ -22,9 +22,6 @@ from chalklm.tokenizers.base import write_json
 from chalklm.tokenizers.bpe_merge import build_pair_table
 from chalklm.tokenizers.bpe_train import PAIR_BASE
 from chalklm.tokenizers.patterns import GPT2_PATTERN, export_pattern, import_pattern
-
-if TYPE_CHECKING:
-    from chalklm.tokenizers.bpe import BPETokenizer
 
 
 def write_readable_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
@@ -109,16 +106,18 @@ def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:
     return ranks
 
 
-def to_tiktoken(tok: BPETokenizer, name: str):
+def to_tiktoken(name: str, vocab: list[bytes], id_offset: int, pattern: str,
+                special_ids: dict[str, int]):
+    """A `tiktoken.Encoding` of a vocabulary (token bytes in id order, from `id_offset`)."""
     try:
         import tiktoken
     except ImportError:
         raise TokenizerError("to_tiktoken needs tiktoken: pip install tiktoken") from None
     return tiktoken.Encoding(
         name=name,
-        pat_str=export_pattern(tok.pattern, "tiktoken"),
-        mergeable_ranks={token: rank + tok.id_offset for token, rank in tok.rank.items()},
-        special_tokens=dict(tok.special.ids),
+        pat_str=export_pattern(pattern, "tiktoken"),
+        mergeable_ranks={token: rank + id_offset for rank, token in enumerate(vocab)},
+        special_tokens=dict(special_ids),
     )
 
 
@@ -136,20 +135,23 @@ def _to_hf_text(token: bytes) -> str:
     return "".join(table[b] for b in token)
 
 
-def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
+def write_hf(path: str | os.PathLike, tokens: list[bytes], id_offset: int, pattern: str,
+             special_ids: dict[str, int], normalize: str | None) -> None:
     """A `tokenizer.json`: Split(pattern) then ByteLevel, and a BPE model whose merges list
     every pair that joins into a token, ordered by the token's id, so that Hugging Face's
-    lowest-merge-first rule picks what tiktoken's lowest-rank-first rule picks."""
-    vocab = {_to_hf_text(token): rank + tok.id_offset for rank, token in enumerate(tok.vocab)}
-    for text, token_id in tok.special.ids.items():  # as in GPT-2's file: HF numbers an added
+    lowest-merge-first rule picks what tiktoken's lowest-rank-first rule picks.
+    tokens: the vocabulary's bytes in id order (the first has id `id_offset`)."""
+    vocab = {_to_hf_text(token): rank + id_offset for rank, token in enumerate(tokens)}
+    for text, token_id in special_ids.items():  # as in GPT-2's file: HF numbers an added
         if text in vocab:  # token missing from the model's vocab after the vocab instead
             raise TokenizerError(f"special token {text!r} is also an ordinary token's text")
         vocab[text] = token_id
+    rank = {token: i for i, token in enumerate(tokens)}
     joins = sorted(
         (merged, *divmod(pair, PAIR_BASE))
-        for pair, merged in build_pair_table(tok.vocab, tok.rank).items()
+        for pair, merged in build_pair_table(tokens, rank).items()
     )
-    merges = [f"{_to_hf_text(tok.vocab[a])} {_to_hf_text(tok.vocab[b])}" for _, a, b in joins]
+    merges = [f"{_to_hf_text(tokens[a])} {_to_hf_text(tokens[b])}" for _, a, b in joins]
     byte_level = {
         "type": "ByteLevel",
         "add_prefix_space": False,
@@ -162,15 +164,15 @@ def write_hf(path: str | os.PathLike, tok: BPETokenizer) -> None:
         "padding": None,
         "added_tokens": [
             _added_token(text, i)
-            for text, i in sorted(tok.special.ids.items(), key=lambda item: item[1])
+            for text, i in sorted(special_ids.items(), key=lambda item: item[1])
         ],
-        "normalizer": {"type": tok.normalize} if tok.normalize else None,
+        "normalizer": {"type": normalize} if normalize else None,
         "pre_tokenizer": {
             "type": "Sequence",
             "pretokenizers": [
                 {
                     "type": "Split",
-                    "pattern": {"Regex": export_pattern(tok.pattern, "hf")},
+                    "pattern": {"Regex": export_pattern(pattern, "hf")},
                     "behavior": "Isolated",
                     "invert": False,
                 },
