@@ -184,6 +184,23 @@ def test_sample_with_a_smaller_tokenizer_names_both_sizes(files, tmp_path, capsy
             f"the tokenizer has 9 ids, the model {vocab}")
 
 
+def test_resume_with_the_config_of_another_kind_of_model(files, tmp_path, capsys):
+    import numpy as np
+
+    from chalklm.checkpoint import save_checkpoint
+    from chalklm.config import TransformerConfig
+    from chalklm.tokenizers import CharTokenizer
+
+    translation = tmp_path / "translation"
+    save_checkpoint(translation / "last", {"x": np.zeros(1, np.float32)},
+                    TransformerConfig(src_vocab_size=9, tgt_vocab_size=9),
+                    CharTokenizer("abcdefgh\n"), {}, {"step": 1})
+    refused(train_args(files, translation, "--resume"), capsys,
+            "holds a 'transformer' run, not a 'gpt' one")
+    refused(["train", "--config", "multi30k_de_en", "--out", str(a_run(files, tmp_path)),
+             "--resume"], capsys, "holds a 'gpt' run, not a 'transformer' one")
+
+
 def test_resume_from_a_damaged_trainer_state(files, tmp_path, capsys):
     out = a_run(files, tmp_path)
     state = json.loads((out / "last" / "trainer_state.json").read_text())

@@ -106,6 +106,17 @@ def make_engine(model_config, cfg, device, dtype, dist):
     return TorchEngine(model_config, cfg, device, dtype, dist)
 
 
+def resumed(out: Path, kind: type):
+    """The checkpoint in `out`/last that --resume continues; it must hold a model of `kind`
+    (a GPT config cannot continue a translation run, nor the reverse)."""
+    checkpoint = load_checkpoint(out / "last")
+    if not isinstance(checkpoint.config, kind):
+        raise ConfigError(f"--resume: {out} holds a {checkpoint.config.model_type!r} run, not a "
+                          f"{kind.model_type!r} one; resume it with the --config it was "
+                          "trained with")
+    return checkpoint
+
+
 def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
     """--resume continues the checkpoint's model; a config that says otherwise is an error."""
     for key, value in model_keys.items():
@@ -162,7 +173,7 @@ class Trainer:
         if self.dist.enabled and self.device.startswith("cuda"):
             self.device = self.dist.device  # one GPU per process: cuda:<local rank>
         self._claim_out_folder(resume)
-        checkpoint = load_checkpoint(self.out / "last") if resume else None
+        checkpoint = resumed(self.out, GPTConfig) if resume else None
         start = _starting_point(init_from, model_keys) if init_from and not resume else None
         self.tokenizer = checkpoint.tokenizer if resume else start[0].tokenizer if start else \
             build_tokenizer(cfg.tokenizer, cfg.data)
@@ -195,7 +206,7 @@ class Trainer:
     def _device_and_dtype(self) -> tuple[str, str]:
         if self.cfg.engine == "scratch":
             return "cpu", "fp32"
-        from chalklm.training.engines import resolve_device, resolve_dtype
+        from chalklm.device import resolve_device, resolve_dtype
 
         device = resolve_device(self.cfg.device)
         return device, resolve_dtype(self.cfg.dtype, device)
@@ -392,16 +403,13 @@ class Trainer:
         return summary
 
     def _sample(self) -> str:
-        from chalklm.generation import generate
+        from chalklm.generation import beginning, generate
 
-        try:
-            start = self.tokenizer.encode("\n")
-        except ChalkError:  # a vocabulary without newline: start from token 0
-            start = [0]
-        ids = generate(self.engine.next_logits, start, self.cfg.sample_tokens,
-                       self.model_config.block_size, temperature=0.8, top_k=50,
-                       seed=self.cfg.seed)
-        text = self.tokenizer.decode(ids)
+        start = beginning(self.tokenizer)[0]  # what an empty prompt starts from, everywhere
+        new = generate(self.engine.next_logits, start, self.cfg.sample_tokens,
+                       block_size=self.model_config.block_size, temperature=0.8, top_k=50,
+                       seed=self.cfg.seed)[0]
+        text = self.tokenizer.decode(start + new)
         write_atomic(self.out / "sample.txt", text)
         return text
 

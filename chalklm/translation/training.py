@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chalklm.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from chalklm.checkpoint import load_weights, save_checkpoint
 from chalklm.config import TransformerConfig
 from chalklm.data.parallel import (
     PairBatches,
@@ -39,7 +39,7 @@ from chalklm.training.distributed import Distributed
 from chalklm.training.engines import TorchEngine, decay_groups
 from chalklm.training.report import MetricsLog
 from chalklm.training.scratch_engine import ScratchEngine
-from chalklm.training.trainer import Trainer, _check_same_model, learning_rate
+from chalklm.training.trainer import Trainer, _check_same_model, learning_rate, resumed
 from chalklm.translation.config import TranslationTrainConfig
 
 SNAPSHOTS = "snapshots"  # weights of the last checkpoints, for averaging
@@ -239,7 +239,7 @@ class TranslationTrainer(Trainer):
         self.device, self.dtype = self._device_and_dtype()
         self.dist = Distributed.from_env(self.device)
         self._claim_out_folder(resume)
-        checkpoint = load_checkpoint(self.out / "last") if resume else None
+        checkpoint = resumed(self.out, TransformerConfig) if resume else None
         train_pairs, val_pairs = load_pairs(cfg)
         self.val_pairs = val_pairs
         if resume:
