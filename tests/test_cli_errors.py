@@ -144,6 +144,17 @@ def test_a_run_that_never_saved_starts_over_with_its_own_metrics(files, tmp_path
     assert [r["step"] for r in records] == [1, 2, 2] and records[0]["train_loss"] < 99
 
 
+def test_a_forced_new_run_first_clears_the_old_runs_files(files, tmp_path):
+    out = a_run(files, tmp_path)
+    (out / "snapshots" / "step-00009999").mkdir(parents=True)  # a translation run's
+    (out / "sample.txt").write_text("old")
+    assert run_cli(train_args(files, out, "--force", "--max-steps", "1")) == 0
+    assert not (out / "snapshots").exists() and not (out / "sample.txt").exists()
+    assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == 1
+    assert [json.loads(line)["step"] for line in
+            (out / "metrics.jsonl").read_text().splitlines()] == [1, 1]
+
+
 def test_a_run_killed_between_its_first_two_saves_says_how_to_go_on(files, tmp_path,
                                                                     capsys):
     out = a_run(files, tmp_path)

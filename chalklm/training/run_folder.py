@@ -5,11 +5,13 @@ A folder is a chalklm run when it holds the marker file `.chalklm-run` (written 
 the first step) or a `best/` or `last/` checkpoint. A new run goes into a new or empty
 folder, or into a run that never saved (killed before its first checkpoint; its metrics
 are dropped). Any other folder is refused unless the user passes --force: a folder of
-their own may hold a `sample.txt` or `metrics.jsonl` that the run would replace.
+their own may hold a `sample.txt` or `metrics.jsonl` that the run would replace. A new
+run clears the old run's files first, so nothing of the two runs mixes.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from chalklm.checkpoint import TRAINER_STATE_FILE, leftover_of, tidy_leftovers
@@ -68,8 +70,26 @@ def claim(out: str, resume: bool) -> None:
     tidy_leftovers(folder / "snapshots")
     write_atomic(folder / RUN_MARKER, "a chalklm training run: best/ and last/ are "
                  "checkpoints, metrics.jsonl the log (chalklm train --resume continues it)\n")
-    if not resume:  # a new run's log starts empty, not after an old run's lines
-        write_atomic(folder / "metrics.jsonl", "")
+    if not resume:
+        start_over(folder)
+
+
+def start_over(folder: Path) -> None:
+    """A new run in a run's folder (--force, or a run that never saved) first clears what
+    the old run wrote: its checkpoints would otherwise be resumed if the new run stopped
+    before its first save, its snapshots averaged with the new run's, its log continued."""
+    for name in OWN_NAMES:
+        path = folder / name
+        if name == RUN_MARKER or not path.exists():
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            raise WriteError(refusal(path, exc)) from exc
+    write_atomic(folder / "metrics.jsonl", "")  # the log starts empty
 
 
 def _has_checkpoint(folder: Path) -> bool:
