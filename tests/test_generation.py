@@ -157,10 +157,10 @@ def test_bfloat16_model_generates(models):
 def test_a_bfloat16_model_caches_fp32_on_cpu():
     """bf16 attention over one query row is slow on a CPU, so the cache holds fp32; a step's
     scores are still the bf16 model's (a full bf16 forward), up to bf16 rounding."""
-    from chalklm.generation import _TorchRunner
+    from chalklm.generation.runners import TorchRunner
 
     fast = make_models()[0].to(torch.bfloat16)
-    runner = _TorchRunner(fast)
+    runner = TorchRunner(fast)
     runner.prefill([PROMPTS[0]])
     assert runner.cache.keys.dtype == torch.float32
     step = runner.step(np.array([3]))
@@ -310,16 +310,21 @@ def test_bad_input_is_one_clear_error(models, kwargs, message):
         generate(models[0], **args)
 
 
-def test_legacy_function_form_returns_prompt_and_new_ids():
+def test_a_next_token_function_generates_like_a_model():
     def next_logits(ids):  # favours (last id + 1) mod 5
         scores = np.zeros(5)
         scores[(ids[0, -1] + 1) % 5] = 10
         return scores
 
-    assert generate(next_logits, [3], 4, 8, temperature=0) == [3, 4, 0, 1, 2]
-    assert generate(next_logits, [3], 0, 8) == [3]
+    assert generate(next_logits, [3], 4, block_size=8, temperature=0) == [[4, 0, 1, 2]]
+    assert generate(next_logits, [[3], [1, 2]], 2, block_size=8, temperature=0) == \
+        [[4, 0], [3, 4]]
     with pytest.raises(ConfigError, match="empty"):
-        generate(next_logits, [], 4, 8)
+        generate(next_logits, [], 4, block_size=8)
+    with pytest.raises(ConfigError, match="needs block_size"):
+        generate(next_logits, [3], 4)
+    with pytest.raises(TypeError):  # the controls go by name
+        generate(next_logits, [3], 4, 8)
 
 
 # ---------------------------------------------------------------- load and the CLI

@@ -69,7 +69,7 @@ def _translator(args):
 
     device = args.device
     if args.engine == "torch":
-        from chalklm.training.engines import resolve_device
+        from chalklm.device import resolve_device
 
         device = resolve_device(device)
     return Translator.from_checkpoint(args.checkpoint, args.engine, device)

@@ -169,9 +169,9 @@ def sample(trained: TrainedChars, length: int, temperature: float = 1.0, seed: i
     (softmax of its scores divided by `temperature`), then fed back in as input."""
     model, tokenizer = trained.model, trained.tokenizer
     prompt_ids = tokenizer.encode(prompt) if prompt else [pad_id(tokenizer)]
-    ids = generate(next_logits(trained), prompt_ids, length, model.context, temperature,
-                   seed=check_seed(seed))
-    return tokenizer.decode(ids[len(prompt_ids):])
+    new = generate(next_logits(trained), prompt_ids, length, block_size=model.context,
+                   temperature=temperature, seed=check_seed(seed))[0]
+    return tokenizer.decode(new)
 
 
 def run(steps: int = defaults.CHARS_STEPS, seed: int = 0, length: int = defaults.CHARS_LENGTH,

@@ -15,30 +15,6 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from chalklm.errors import ConfigError
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but PyTorch sees no CUDA GPU; "
-                          "use --device cpu")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """auto -> bf16 where the hardware computes it natively, else fp32."""
-    import torch
-
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
 
 def fused_attention_is_faster(device: str, dtype: str) -> bool:
     """PyTorch's fused attention kernel, except in bf16 on a CPU: there (torch 2.13, AVX-512
@@ -166,7 +142,7 @@ class TorchEngine:
         return float(loss) * y.size
 
     def next_logits(self, context: np.ndarray) -> np.ndarray:
-        from chalklm.generation import torch_next_logits
+        from chalklm.generation.runners import torch_next_logits
 
         self.model.eval()
         return torch_next_logits(self.model, self.device)(context)

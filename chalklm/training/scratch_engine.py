@@ -15,19 +15,6 @@ from chalklm.errors import ConfigError
 from chalklm.training.engines import decay_groups
 
 
-def scratch_next_logits(model):
-    """`next_logits` (see chalklm.generation) for a glass-box model."""
-    from chalklm.scratch import no_grad
-
-    def next_logits(context: np.ndarray) -> np.ndarray:
-        model.eval()
-        with no_grad():
-            logits, _ = model(context)
-        return np.asarray(logits.data[0, -1], dtype=np.float32)
-
-    return next_logits
-
-
 class ScratchEngine:
     """The glass box's GPT trained with the glass box's AdamW (torch.optim's formulas)."""
 
@@ -76,6 +63,9 @@ class ScratchEngine:
         return loss.item() * y.size
 
     def next_logits(self, context: np.ndarray) -> np.ndarray:
+        from chalklm.generation.runners import scratch_next_logits
+
+        self.model.eval()
         return scratch_next_logits(self.model)(context)
 
     def weights(self) -> dict[str, np.ndarray]:
