@@ -246,6 +246,11 @@ def _generate_in_child(queue):
 def test_a_forked_child_generates_after_the_parent_started_threads():
     """The parent's worker threads do not exist in a forked child: it starts its own."""
     parent = generate(make_model(seed=1), [1, 2, 3], 10, temperature=0)
+    assert _generated_in_forked_child() == parent
+
+
+def _generated_in_forked_child() -> list:
+    """What `_generate_in_child` generates in a forked child, which must exit in time."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_generate_in_child, args=(queue,))
@@ -254,7 +259,7 @@ def test_a_forked_child_generates_after_the_parent_started_threads():
     if child.is_alive():
         child.kill()
     assert child.exitcode == 0, "the forked child hung or failed"
-    assert queue.get(timeout=5) == parent
+    return queue.get(timeout=5)
 
 
 def test_a_refused_memory_map_gives_ordinary_memory(monkeypatch):
@@ -288,16 +293,8 @@ def test_a_child_forked_while_a_step_runs_generates_and_exits():
     busy = threading.Thread(target=keep_stepping)
     busy.start()
     try:
-        context = multiprocessing.get_context("fork")
         for _ in range(4):
-            queue = context.Queue()
-            child = context.Process(target=_generate_in_child, args=(queue,))
-            child.start()
-            child.join(timeout=60)
-            if child.is_alive():
-                child.kill()
-            assert child.exitcode == 0, "the forked child hung or failed"
-            assert queue.get(timeout=5) == want
+            assert _generated_in_forked_child() == want
     finally:
         stop.set()
         busy.join()

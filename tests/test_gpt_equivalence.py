@@ -15,11 +15,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from equivalence import (
+    assert_one_adamw_step_leaves_equal_weights,
+    assert_same_logits_loss_and_gradients,
+)
 
 import chalklm.scratch as cs
 from chalklm.config import GPTConfig
 from chalklm.models import GPT as TorchGPT
-from chalklm.scratch import optim
 from chalklm.scratch.models import GPT as GlassGPT
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
@@ -49,33 +52,14 @@ def _batch(seed=1, T=8):
 def test_same_weights_same_logits_loss_and_gradients(positional, tie, bias, activation):
     glass, fast = _pair(positional=positional, tie_embeddings=tie, bias=bias,
                         activation=activation)
-    ids, targets = _batch()
-    logits, loss = glass(ids, targets)
-    loss.backward()
-    t_logits, t_loss = fast(torch.from_numpy(ids), torch.from_numpy(targets))
-    t_loss.backward()
-    np.testing.assert_allclose(logits.data, t_logits.detach().numpy(), rtol=0, atol=1e-5)
-    assert abs(loss.item() - t_loss.item()) < 1e-5
-    theirs = dict(fast.named_parameters())
-    assert set(theirs) == {name for name, _ in glass.named_parameters()}
-    for name, p in glass.named_parameters():
-        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+    assert_same_logits_loss_and_gradients(glass, fast, *_batch())
 
 
 @pytest.mark.parametrize("positional,tie,bias,activation", VARIANTS)
 def test_one_adamw_step_leaves_equal_weights(positional, tie, bias, activation):
     glass, fast = _pair(2, positional=positional, tie_embeddings=tie, bias=bias,
                         activation=activation)
-    ids, targets = _batch(3)
-    glass(ids, targets)[1].backward()
-    fast(torch.from_numpy(ids), torch.from_numpy(targets))[1].backward()
-    optim.AdamW(glass.parameters(), lr=1e-3, weight_decay=0.1).step()
-    torch.optim.AdamW(fast.parameters(), lr=1e-3, weight_decay=0.1).step()
-    theirs = dict(fast.named_parameters())
-    for name, p in glass.named_parameters():
-        np.testing.assert_allclose(p.data, theirs[name].detach().numpy(), rtol=0, atol=1e-5,
-                                   err_msg=name)
+    assert_one_adamw_step_leaves_equal_weights(glass, fast, *_batch(3))
 
 
 def test_explicit_attention_math_path_matches_too():

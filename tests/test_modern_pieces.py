@@ -5,6 +5,10 @@ with and without the KV cache, through a checkpoint, and stepped around by the C
 import numpy as np
 import pytest
 import torch
+from equivalence import (
+    assert_one_adamw_step_leaves_equal_weights,
+    assert_same_logits_loss_and_gradients,
+)
 
 import chalklm.scratch as cs
 from chalklm.checkpoint import load_config, load_weights, save_checkpoint
@@ -14,7 +18,6 @@ from chalklm.generation import generate
 from chalklm.models import GPT as TorchGPT
 from chalklm.models import fused_step
 from chalklm.models.kv_cache import KVCache as TorchCache
-from chalklm.scratch import optim
 from chalklm.scratch.models import GPT as GlassGPT
 from chalklm.training.config import load_run_config
 
@@ -59,32 +62,13 @@ def _batch(seed=1, T=16):
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "math"])
 def test_same_weights_same_logits_loss_and_gradients(combo, fused):
     glass, fast = _pair(combo, fused=fused)
-    ids, targets = _batch()
-    logits, loss = glass(ids, targets)
-    loss.backward()
-    t_logits, t_loss = fast(torch.from_numpy(ids), torch.from_numpy(targets))
-    t_loss.backward()
-    np.testing.assert_allclose(logits.data, t_logits.detach().numpy(), rtol=0, atol=1e-5)
-    assert abs(loss.item() - t_loss.item()) < 1e-5
-    theirs = dict(fast.named_parameters())
-    assert set(theirs) == {name for name, _ in glass.named_parameters()}
-    for name, p in glass.named_parameters():
-        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+    assert_same_logits_loss_and_gradients(glass, fast, *_batch())
 
 
 @pytest.mark.parametrize("combo", COMBOS)
 def test_one_adamw_step_leaves_equal_weights(combo):
     glass, fast = _pair(combo, seed=2)
-    ids, targets = _batch(3)
-    glass(ids, targets)[1].backward()
-    fast(torch.from_numpy(ids), torch.from_numpy(targets))[1].backward()
-    optim.AdamW(glass.parameters(), lr=1e-3, weight_decay=0.1).step()
-    torch.optim.AdamW(fast.parameters(), lr=1e-3, weight_decay=0.1).step()
-    theirs = dict(fast.named_parameters())
-    for name, p in glass.named_parameters():
-        np.testing.assert_allclose(p.data, theirs[name].detach().numpy(), rtol=0, atol=1e-5,
-                                   err_msg=name)
+    assert_one_adamw_step_leaves_equal_weights(glass, fast, *_batch(3))
 
 
 def test_the_pieces_have_the_shapes_their_names_promise():
