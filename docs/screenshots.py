@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chalklm.explain.browser import browser
+from chalklm.explain.browser import browser, open_page
 from chalklm.explain.serve import running_server
 from chalklm.explain.session import Explainer
 
@@ -30,9 +30,7 @@ def shoot(url: str, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     with browser() as chromium:
-        page = chromium.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(url)
-        page.wait_for_selector("body[data-booted]")
+        page = open_page(chromium, url)
         wait_for_run(page, PROMPT)
 
         def save(name, selector):
@@ -48,7 +46,7 @@ def shoot(url: str, out: Path) -> list[Path]:
                               "e.dispatchEvent(new Event('input')); }")
         page.fill("#gen-count", "120")
         page.click("#generate")
-        page.wait_for_selector("#generate:not([disabled])", timeout=120_000)
+        page.wait_for_selector("#generate:not([disabled])")
         save("output", "#output-panel")
         save("run", "#run-panel")
         for _ in range(20):
@@ -56,9 +54,7 @@ def shoot(url: str, out: Path) -> list[Path]:
         page.wait_for_function("document.querySelector('#leaf-net svg').textContent"
                                ".includes('∇')")
         save("leaf-flower", "#leaf-panel")
-        phone = chromium.new_page(viewport={"width": 390, "height": 844})
-        phone.goto(url)
-        phone.wait_for_selector("body[data-booted]")
+        phone = open_page(chromium, url, width=390, height=844)
         path = out / "explain-phone.png"
         phone.screenshot(path=str(path))
         saved.append(path)

@@ -4,7 +4,7 @@ type a prompt, then check what a learner sees and that the numbers behave."""
 import pytest
 from explain_checkpoint import make_tiny_checkpoint
 
-from chalklm.explain.browser import browser
+from chalklm.explain.browser import browser, open_page
 from chalklm.explain.serve import running_server
 from chalklm.explain.session import Explainer
 
@@ -30,12 +30,7 @@ def chromium():
 
 @pytest.fixture
 def page(chromium, url):
-    page = chromium.new_page(viewport={"width": 1280, "height": 800})
-    page.problems = []
-    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
-    page.on("pageerror", lambda e: page.problems.append(str(e)))
-    page.goto(url)
-    page.wait_for_selector("body[data-booted]")
+    page = open_page(chromium, url)
     yield page
     assert page.problems == []  # the console shows no errors
     page.close()
@@ -181,9 +176,7 @@ def test_leaf_flower_reacts_to_its_sliders_and_trains(page):
 
 
 def test_usable_at_phone_width(chromium, url):
-    page = chromium.new_page(viewport={"width": 390, "height": 844})
-    page.goto(url)
-    page.wait_for_selector("body[data-booted]")
+    page = open_page(chromium, url, width=390, height=844)
     width = page.evaluate("document.documentElement.scrollWidth")
     page.close()
     assert width <= 390
@@ -194,7 +187,7 @@ def test_the_loss_curves_follow_a_run_still_training(page, folder):
         with open(folder / "metrics.jsonl", "a") as metrics:
             metrics.write(f'{{"step": {step}, "train_loss": 1.5, "lr": 0.01}}\n')
 
-    def shows(count, timeout=30_000):
+    def shows(count, timeout=60_000):
         page.wait_for_function(
             f"document.querySelector('#curves').textContent.includes('{count} records')",
             timeout=timeout)
@@ -220,9 +213,7 @@ def test_a_bpe_token_shows_the_merges_that_built_it(chromium, tmp_path):
                        n_embd=8)
     save_checkpoint(tmp_path / "bpe", GPT(config).state_dict(), config, tokenizer)
     with running_server(Explainer(tmp_path / "bpe")) as address:
-        page = chromium.new_page()
-        page.goto(address)
-        page.wait_for_selector("body[data-booted]")
+        page = open_page(chromium, address)
         run_prompt(page, "the cat")
         chips = page.locator(".chip.bpe")
         assert chips.count() >= 1
@@ -234,12 +225,9 @@ def test_a_bpe_token_shows_the_merges_that_built_it(chromium, tmp_path):
 
 def test_the_leaf_flower_demo_alone(chromium):
     with running_server(None) as address:  # chalklm explain --demo leaf-flower
-        page = chromium.new_page()
-        problems = []
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        page.goto(address)
-        page.wait_for_selector("body[data-booted]")
+        page = open_page(chromium, address)
         assert page.is_visible("#leaf-panel") and not page.is_visible("#prompt-panel")
         assert page.text_content("#leaf-winner").startswith("The larger output wins")
+        problems = page.problems
         page.close()
     assert problems == []

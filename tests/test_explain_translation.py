@@ -71,15 +71,11 @@ def test_gpt_routes_point_to_translate(client):
 
 
 def test_the_page_shows_the_translation_and_its_attention_maps(folder):
-    from chalklm.explain.browser import browser
+    from chalklm.explain.browser import browser, open_page
     from chalklm.explain.serve import running_server
 
     with running_server(open_checkpoint(folder)) as url, browser() as chromium:
-        page = chromium.new_page(viewport={"width": 1280, "height": 800})
-        problems = []
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto(url)
+        page = open_page(chromium, url)
         page.wait_for_selector("body[data-translated='1']")
         page.fill("#sentence", "der blaue mond")
         page.click("#translate-form button")
@@ -94,4 +90,4 @@ def test_the_page_shows_the_translation_and_its_attention_maps(folder):
         S, T = len(result["source_tokens"]), len(result["target_tokens"])
         assert sizes == [[S, S]] * 4 + [[T, T]] * 2 + [[T, S]] * 2  # 2 heads per map
         page.screenshot(path=str(folder.parent / "translate.png"), full_page=True)
-        assert problems == []
+        assert page.problems == []

@@ -23,3 +23,21 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+# A loaded 2-core machine can take many seconds to load the page and run a model: a
+# generous limit for every wait, so slowness is never read as failure.
+TIMEOUT_MS = 120_000
+
+
+def open_page(chromium, url: str, width: int = 1280, height: int = 800):
+    """A tab at `url`, once the page has started (`body[data-booted]`). Console errors and
+    uncaught exceptions are collected in `page.problems`."""
+    page = chromium.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-booted]")
+    return page
