@@ -42,7 +42,8 @@ def flat(tree, prefix=""):
 
 
 @pytest.mark.parametrize("changes", [{}, {"positional": "sinusoidal", "tie_embeddings": False},
-                                     {"activation": "relu", "bias": False}])
+                                     {"activation": "relu", "bias": False},
+                                     {"activation": "gelu_exact", "ffn_dim": 24}])
 def test_both_engines_give_the_same_numbers(changes):
     glass, fast = twins(**changes)
     a, b = flat(trace(glass, IDS)), flat(trace(fast, IDS))
