@@ -231,3 +231,23 @@ def test_the_leaf_flower_demo_alone(chromium):
         problems = page.problems
         page.close()
     assert problems == []
+
+
+def test_a_model_with_rmsnorm_and_swiglu(chromium, tmp_path):
+    from chalklm.checkpoint import save_checkpoint
+    from chalklm.config import GPTConfig
+    from chalklm.models import GPT
+    from chalklm.tokenizers.char import CharTokenizer
+
+    tokenizer = CharTokenizer("ROMEO: hello")
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2,
+                       n_embd=8, norm="rmsnorm", mlp="swiglu", bias=False)
+    save_checkpoint(tmp_path / "llama", GPT(config).state_dict(), config, tokenizer)
+    with running_server(Explainer(tmp_path / "llama")) as address:
+        page = open_page(chromium, address)
+        headings = page.eval_on_selector_all("details[data-layer='0'] h3",
+                                             "h => h.map(e => e.textContent)")
+        problems = page.problems
+        page.close()
+    assert "ln_1: RMS normalization" in headings
+    assert any("SwiGLU" in h for h in headings) and problems == []

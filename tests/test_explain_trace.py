@@ -43,7 +43,8 @@ def flat(tree, prefix=""):
 
 @pytest.mark.parametrize("changes", [{}, {"positional": "sinusoidal", "tie_embeddings": False},
                                      {"activation": "relu", "bias": False},
-                                     {"activation": "gelu_exact", "ffn_dim": 24}])
+                                     {"activation": "gelu_exact", "ffn_dim": 24},
+                                     {"norm": "rmsnorm", "mlp": "swiglu"}])
 def test_both_engines_give_the_same_numbers(changes):
     glass, fast = twins(**changes)
     a, b = flat(trace(glass, IDS)), flat(trace(fast, IDS))
@@ -56,8 +57,9 @@ def test_both_engines_give_the_same_numbers(changes):
 
 
 @pytest.mark.parametrize("engine", ["scratch", "torch"])
-def test_traced_logits_are_the_models_own(engine):
-    glass, fast = twins()
+@pytest.mark.parametrize("changes", [{}, {"norm": "rmsnorm", "mlp": "swiglu"}])
+def test_traced_logits_are_the_models_own(engine, changes):
+    glass, fast = twins(**changes)
     model = glass if engine == "scratch" else fast
     traced = trace(model, IDS)["output"]["logits"]
     if engine == "scratch":
@@ -100,8 +102,8 @@ def test_layer_norm_statistics_and_residual_sizes():
     assert first["ln_1"]["code"] == "chalklm/scratch/nn.py LayerNorm"
 
 
-@pytest.mark.parametrize("key,value", [("norm", "rmsnorm"), ("positional", "rope"),
-                                       ("mlp", "swiglu"), ("n_kv_head", 1), ("qk_norm", True)])
+@pytest.mark.parametrize("key,value", [("positional", "rope"), ("n_kv_head", 1),
+                                       ("qk_norm", True)])
 def test_an_untraced_llama_piece_is_named(key, value):
     config = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8)
     with pytest.raises(ConfigError, match=key):
@@ -112,3 +114,13 @@ def test_prompt_longer_than_the_context_is_refused():
     glass, _ = twins()
     with pytest.raises(ConfigError, match="block_size"):
         trace(glass, [1] * 17)
+
+
+def test_rmsnorm_divides_by_the_root_mean_square_and_subtracts_nothing():
+    glass, _ = twins(norm="rmsnorm")
+    result = trace(glass, IDS)
+    norm = result["layers"][0]["ln_1"]
+    x = result["embedding"]["sum"]
+    assert norm["kind"] == "rmsnorm" and not norm["mean"].any() and not norm["bias"].any()
+    np.testing.assert_allclose(norm["std"], np.sqrt((x * x).mean(-1) + 1e-5), rtol=1e-5)
+    assert norm["code"] == "chalklm/scratch/nn.py RMSNorm"

@@ -27,12 +27,11 @@ import numpy as np
 
 from chalklm.errors import ConfigError
 
-# The Llama-family switches the trace cannot open up yet: key -> (what it traces, test).
+# The Llama-family switches the trace cannot open up yet (RMSNorm and SwiGLU it can):
+# key -> (what it traces, test).
 UNTRACED = {
-    "norm": ("norm='layernorm'", lambda v, c: v not in (None, "layernorm")),
     "positional": ("positional='learned' or 'sinusoidal'",
                    lambda v, c: v not in ("learned", "sinusoidal")),
-    "mlp": ("the GELU/ReLU MLP", lambda v, c: isinstance(v, str) and "glu" in v.lower()),
     "n_kv_head": ("n_kv_head = n_head", lambda v, c: v not in (None, c.n_head)),
     "qk_norm": ("qk_norm off", lambda v, c: bool(v)),
 }
@@ -141,15 +140,20 @@ class TorchEngine(Engine):
 
 
 def norm_piece(engine: Engine, norm, x) -> tuple[object, dict]:
-    """A layer norm: its input's mean and std per token (what it subtracts and divides by),
-    its learned scale and bias (one per number; bias 0 in a model without biases), its output."""
+    """A normalisation: what it divides each token's vector by (LayerNorm: the std around
+    the mean it first subtracts; RMSNorm: the root mean square, nothing subtracted), its
+    learned scale and bias (one per number; 0 without biases, and always for RMSNorm),
+    then its output."""
     before = engine.array(x)[0]
     out = norm(x)
-    std = np.sqrt(before.var(axis=-1) + norm.eps)
-    bias = engine.array(norm.bias) if norm.bias is not None else np.zeros_like(std[:1])
-    return out, {"mean": before.mean(axis=-1), "std": std, "scale": engine.array(norm.scale),
-                 "bias": bias, "out": engine.array(out)[0], "eps": norm.eps,
-                 "code": code_of(norm)}
+    centred = getattr(norm, "bias", "none") != "none"  # LayerNorm has .bias (maybe None)
+    mean = before.mean(axis=-1) if centred else np.zeros(before.shape[0], np.float32)
+    divisor = np.sqrt(((before - mean[:, None]) ** 2).mean(axis=-1) + norm.eps)
+    bias = getattr(norm, "bias", None)
+    bias = engine.array(bias) if bias is not None else np.zeros(before.shape[-1], np.float32)
+    return out, {"kind": "layernorm" if centred else "rmsnorm", "mean": mean, "std": divisor,
+                 "scale": engine.array(norm.scale), "bias": bias,
+                 "out": engine.array(out)[0], "eps": norm.eps, "code": code_of(norm)}
 
 
 def attention_piece(engine: Engine, attn, h) -> tuple[object, dict]:
@@ -190,8 +194,9 @@ def block_piece(engine: Engine, block, x) -> tuple[object, dict]:
     h, ln_2 = norm_piece(engine, block.ln_2, x)
     mlp_out = block.mlp(h)
     x, residual_2 = residual_piece(engine, x, mlp_out)
+    gated = getattr(block.mlp, "gate", None) is not None  # SwiGLU: proj(silu(gate(x)) * fc(x))
     mlp = {"out": engine.array(mlp_out)[0], "code": code_of(block.mlp),
-           "activation": block.mlp.activation}
+           "activation": "swiglu" if gated else block.mlp.activation}
     return x, {"code": code_of(block), "ln_1": ln_1, "attention": attention,
                "residual_1": residual_1, "ln_2": ln_2, "mlp": mlp, "residual_2": residual_2}
 

@@ -79,14 +79,17 @@ function strip(caption, value, describe) {
 
 function normFigures(name, norm, tokens) {
   const token = c => `token ${c} ${JSON.stringify(tokens[c])}`;
+  const rms = norm.kind === "rmsnorm";  // Llama's RMSNorm: nothing subtracted, no bias
+  const strips = [
+    ...(rms ? [] : [strip("mean of each token's vector (subtracted)", norm.mean, (c, v) => `mean of ${token(c)}: ${fmt(v)}`)]),
+    strip(rms ? `root mean square of each token's vector, √(mean(x²) + ${norm.eps}) (divided by)` : `std of each token's vector, √(variance + ${norm.eps}) (divided by)`,
+      norm.std, (c, v) => `${rms ? "rms" : "std"} of ${token(c)}: ${fmt(v)}`),
+    strip("scale (learned, one per number: multiplies)", norm.scale, (c, v) => `scale[${c}]: ${fmt(v)}`),
+    ...(rms ? [] : [strip("bias (learned, one per number: added)", norm.bias, (c, v) => `bias[${c}]: ${fmt(v)}`)]),
+    figure(rms ? "x / rms × scale" : "(x − mean) / std × scale + bias", { a: array(norm.out), describe: rowsAre(tokens) })];
   return [
-    el("h3", { text: `${name}: layer normalization` }), el("p", { class: "code", text: norm.code }),
-    el("div", { class: "wide" },
-      strip("mean of each token's vector (subtracted)", norm.mean, (c, v) => `mean of ${token(c)}: ${fmt(v)}`),
-      strip(`std of each token's vector, √(variance + ${norm.eps}) (divided by)`, norm.std, (c, v) => `std of ${token(c)}: ${fmt(v)}`),
-      strip("scale (learned, one per number: multiplies)", norm.scale, (c, v) => `scale[${c}]: ${fmt(v)}`),
-      strip("bias (learned, one per number: added)", norm.bias, (c, v) => `bias[${c}]: ${fmt(v)}`),
-      figure("(x − mean) / std × scale + bias", { a: array(norm.out), describe: rowsAre(tokens) }))];
+    el("h3", { text: `${name}: ${rms ? "RMS normalization" : "layer normalization"}` }), el("p", { class: "code", text: norm.code }),
+    el("div", { class: "wide" }, ...strips)];
 }
 
 function layerBody(trace, layer) {
@@ -111,7 +114,7 @@ function layerBody(trace, layer) {
     el("div", { class: "wide" }, figure("the heads' outputs side by side (concatenated)", { a: array(att.concat), describe: rowsAre(tokens) })),
     el("div", { class: "wide" }, figure("projected (attn.proj): what attention adds to the residual stream", { a: array(att.proj), describe: rowsAre(tokens) })),
     ...normFigures("ln_2", layer.ln_2, tokens),
-    el("h3", { text: `MLP (${layer.mlp.activation})` }), el("p", { class: "code", text: layer.mlp.code }),
+    el("h3", { text: `MLP (${layer.mlp.activation === "swiglu" ? "SwiGLU: proj(silu(gate(x)) × fc(x))" : layer.mlp.activation})` }), el("p", { class: "code", text: layer.mlp.code }),
     el("div", { class: "wide" }, figure("MLP output: what it adds to the residual stream", { a: array(layer.mlp.out), describe: rowsAre(tokens) })),
     el("div", { class: "wide" }, figure("the residual stream after this layer: x + attention + MLP", { a: array(layer.residual_2.out), describe: rowsAre(tokens) })));
   return body;
