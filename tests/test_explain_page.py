@@ -233,7 +233,7 @@ def test_the_leaf_flower_demo_alone(chromium):
     assert problems == []
 
 
-def test_a_model_with_rmsnorm_and_swiglu(chromium, tmp_path):
+def test_a_llama_design_model(chromium, tmp_path):
     from chalklm.checkpoint import save_checkpoint
     from chalklm.config import GPTConfig
     from chalklm.models import GPT
@@ -241,13 +241,18 @@ def test_a_model_with_rmsnorm_and_swiglu(chromium, tmp_path):
 
     tokenizer = CharTokenizer("ROMEO: hello")
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2,
-                       n_embd=8, norm="rmsnorm", mlp="swiglu", bias=False)
+                       n_embd=8, norm="rmsnorm", mlp="swiglu", bias=False,
+                       positional="rope", n_kv_head=1, qk_norm=True)
     save_checkpoint(tmp_path / "llama", GPT(config).state_dict(), config, tokenizer)
     with running_server(Explainer(tmp_path / "llama")) as address:
         page = open_page(chromium, address)
         headings = page.eval_on_selector_all("details[data-layer='0'] h3",
                                              "h => h.map(e => e.textContent)")
+        notes = page.text_content("details[data-layer='0'] .llama")
+        heads = page.eval_on_selector_all("details[data-layer='0'] .head", "h => h.length")
         problems = page.problems
         page.close()
     assert "ln_1: RMS normalization" in headings
     assert any("SwiGLU" in h for h in headings) and problems == []
+    assert "RoPE" in notes and "serves 2 query heads" in notes and "qk_norm" in notes
+    assert heads == 2  # one map per query head

@@ -44,7 +44,9 @@ def flat(tree, prefix=""):
 @pytest.mark.parametrize("changes", [{}, {"positional": "sinusoidal", "tie_embeddings": False},
                                      {"activation": "relu", "bias": False},
                                      {"activation": "gelu_exact", "ffn_dim": 24},
-                                     {"norm": "rmsnorm", "mlp": "swiglu"}])
+                                     {"norm": "rmsnorm", "mlp": "swiglu"},
+                                     {"positional": "rope", "n_kv_head": 1, "qk_norm": True,
+                                      "norm": "rmsnorm", "mlp": "swiglu", "bias": False}])
 def test_both_engines_give_the_same_numbers(changes):
     glass, fast = twins(**changes)
     a, b = flat(trace(glass, IDS)), flat(trace(fast, IDS))
@@ -57,7 +59,8 @@ def test_both_engines_give_the_same_numbers(changes):
 
 
 @pytest.mark.parametrize("engine", ["scratch", "torch"])
-@pytest.mark.parametrize("changes", [{}, {"norm": "rmsnorm", "mlp": "swiglu"}])
+@pytest.mark.parametrize("changes", [{}, {"norm": "rmsnorm", "mlp": "swiglu"},
+                                     {"positional": "rope", "n_kv_head": 1, "qk_norm": True}])
 def test_traced_logits_are_the_models_own(engine, changes):
     glass, fast = twins(**changes)
     model = glass if engine == "scratch" else fast
@@ -102,12 +105,21 @@ def test_layer_norm_statistics_and_residual_sizes():
     assert first["ln_1"]["code"] == "chalklm/scratch/nn.py LayerNorm"
 
 
-@pytest.mark.parametrize("key,value", [("positional", "rope"), ("n_kv_head", 1),
-                                       ("qk_norm", True)])
-def test_an_untraced_llama_piece_is_named(key, value):
-    config = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8)
-    with pytest.raises(ConfigError, match=key):
-        check_supported(config.replace(**{key: value}))
+def test_an_untraced_piece_is_named():
+    from types import SimpleNamespace
+
+    with pytest.raises(ConfigError, match="positional='alibi'"):
+        check_supported(SimpleNamespace(positional="alibi"))  # a kind chalklm may add later
+
+
+def test_rope_adds_nothing_and_gqa_shares_key_heads():
+    glass, _ = twins(positional="rope", n_kv_head=1)
+    result = trace(glass, IDS)
+    np.testing.assert_allclose(result["embedding"]["sum"], result["embedding"]["token"])
+    assert result["embedding"]["position"].shape == (len(IDS), 4)  # cos, sin per head number
+    attention = result["layers"][0]["attention"]
+    assert attention["rope"] and attention["kv_group"] == 2
+    assert attention["weights"].shape == (2, len(IDS), len(IDS))  # one map per query head
 
 
 def test_prompt_longer_than_the_context_is_refused():

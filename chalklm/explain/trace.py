@@ -27,24 +27,16 @@ import numpy as np
 
 from chalklm.errors import ConfigError
 
-# The Llama-family switches the trace cannot open up yet (RMSNorm and SwiGLU it can):
-# key -> (what it traces, test).
-UNTRACED = {
-    "positional": ("positional='learned' or 'sinusoidal'",
-                   lambda v, c: v not in ("learned", "sinusoidal")),
-    "n_kv_head": ("n_kv_head = n_head", lambda v, c: v not in (None, c.n_head)),
-    "qk_norm": ("qk_norm off", lambda v, c: bool(v)),
-}
+POSITIONAL = ("learned", "sinusoidal", "rope")  # the position kinds the trace opens up
 
 
 def check_supported(config) -> None:
     """A clear error naming the option when the config asks for a piece this trace lacks
     (each piece is one small function below; a new one goes beside them)."""
-    for key, (traced, untraced) in UNTRACED.items():
-        value = getattr(config, key, None)
-        if untraced(value, config):
-            raise ConfigError(f"explain cannot trace {key}={value!r} yet (it traces {traced}); "
-                              "`chalklm sample` runs this model")
+    kind = getattr(config, "positional", "learned")
+    if kind not in POSITIONAL:
+        raise ConfigError(f"explain cannot trace positional={kind!r} yet (it traces "
+                          f"{', '.join(POSITIONAL)}); `chalklm sample` runs this model")
 
 
 def code_of(obj) -> str:
@@ -104,6 +96,14 @@ class GlassEngine(Engine):
     def merge_heads(self, attn, y):
         return attn.merge_heads(y)
 
+    def rotate(self, x, rows):
+        from chalklm.scratch.rope import rotate
+        return rotate(x, rows)
+
+    def repeat_heads(self, x, group: int):
+        from chalklm.scratch.attention import repeat_heads
+        return repeat_heads(x, group)
+
     def mask_code(self) -> str:
         return "chalklm/scratch/attention.py causal_mask"
 
@@ -135,6 +135,14 @@ class TorchEngine(Engine):
         B, H, T, hs = y.shape
         return y.transpose(1, 2).reshape(B, T, H * hs)
 
+    def rotate(self, x, rows):
+        from chalklm.models.layers import rotate
+        return rotate(x, rows)
+
+    def repeat_heads(self, x, group: int):
+        from chalklm.models.layers import repeat_heads
+        return repeat_heads(x, group)
+
     def mask_code(self) -> str:
         return "chalklm/models/layers.py causal_mask"
 
@@ -156,12 +164,21 @@ def norm_piece(engine: Engine, norm, x) -> tuple[object, dict]:
                  "out": engine.array(out)[0], "eps": norm.eps, "code": code_of(norm)}
 
 
-def attention_piece(engine: Engine, attn, h) -> tuple[object, dict]:
+def attention_piece(engine: Engine, attn, h, rope=None) -> tuple[object, dict]:
     """Multi-head attention: each head's q.k scores, the causal mask, the softmax weights,
-    the heads side by side (concat) and the projection. The output is the module's own."""
+    the heads side by side (concat) and the projection. The output is the module's own.
+    Llama's pieces, where the model has them: q_norm and k_norm (qk_norm), queries and
+    keys turned by their positions (RoPE), key/value heads shared by groups of query heads
+    (grouped-query attention: repeated here, as the glass box's MultiHeadAttention does)."""
     q = attn.split_heads(attn.query(h))
     k = attn.split_heads(attn.key(h))
     v = attn.split_heads(attn.value(h))
+    if getattr(attn, "q_norm", None) is not None:
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    if rope is not None:
+        q, k = engine.rotate(q, rope), engine.rotate(k, rope)
+    group = q.shape[1] // k.shape[1]
+    k, v = engine.repeat_heads(k, group), engine.repeat_heads(v, group)
     T, hs = q.shape[-2], q.shape[-1]
     hidden = engine.hidden_mask(T)
     scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(hs))
@@ -171,8 +188,9 @@ def attention_piece(engine: Engine, attn, h) -> tuple[object, dict]:
     proj = attn.proj(concat)
     return proj, {
         "scores": engine.array(scores)[0], "weights": engine.array(weights)[0],
-        "concat": engine.array(concat)[0],
-        "proj": engine.array(proj)[0],
+        "concat": engine.array(concat)[0], "proj": engine.array(proj)[0],
+        "kv_group": group, "rope": rope is not None,
+        "qk_norm": getattr(attn, "q_norm", None) is not None,
         "code": f"{code_of(attn)}; {code_of(attn.attention)}; {engine.mask_code()}",
     }
 
@@ -186,10 +204,10 @@ def residual_piece(engine: Engine, x, added, keep: bool = True) -> tuple[object,
     return out, ({"out": values} | size) if keep else size
 
 
-def block_piece(engine: Engine, block, x) -> tuple[object, dict]:
+def block_piece(engine: Engine, block, x, rope=None) -> tuple[object, dict]:
     """One Transformer block, as `Block.forward` runs it (pre-norm, two residual paths)."""
     h, ln_1 = norm_piece(engine, block.ln_1, x)
-    added, attention = attention_piece(engine, block.attn, h)
+    added, attention = attention_piece(engine, block.attn, h, rope)
     x, residual_1 = residual_piece(engine, x, added, keep=False)
     h, ln_2 = norm_piece(engine, block.ln_2, x)
     mlp_out = block.mlp(h)
@@ -201,17 +219,21 @@ def block_piece(engine: Engine, block, x) -> tuple[object, dict]:
                "residual_1": residual_1, "ln_2": ln_2, "mlp": mlp, "residual_2": residual_2}
 
 
-def embedding_piece(engine: Engine, model, ids) -> tuple[object, dict]:
-    """Token embedding rows, position rows (learned or sinusoidal), and their sum."""
+def embedding_piece(engine: Engine, model, ids) -> tuple[object, object, dict]:
+    """Token embedding rows, position rows (learned or sinusoidal), and their sum; with
+    RoPE nothing is added: the position rows are the angles (cos, then sin) each block
+    turns its queries and keys by, returned as `rope` for the blocks."""
     tokens = model.token_embedding(engine.ids(ids))
-    table = model.position_embedding if model.config.positional == "learned" \
-        else model.position_encoding
+    kind = model.config.positional
+    table = {"learned": "position_embedding", "sinusoidal": "position_encoding"}.get(kind, kind)
     positions = model.positions(len(ids))
-    x = tokens + positions
-    return x, {"token": engine.array(tokens)[0], "position": engine.array(positions),
-               "sum": engine.array(x)[0], "positional": model.config.positional,
-               "code": f"{code_of(model)}.token_embedding ({code_of(model.token_embedding)}); "
-                       f"{code_of(table)}"}
+    rope = positions if kind == "rope" else None
+    x = tokens if rope is not None else tokens + positions
+    return x, rope, {"token": engine.array(tokens)[0], "position": engine.array(positions),
+                     "sum": engine.array(x)[0], "positional": kind,
+                     "code": f"{code_of(model)}.token_embedding "
+                             f"({code_of(model.token_embedding)}); "
+                             f"{code_of(getattr(model, table))}"}
 
 
 def output_piece(engine: Engine, model, x) -> dict:
@@ -239,10 +261,10 @@ def trace(model, ids: list[int]) -> dict:
     engine = Engine.for_model(model)
     with contextlib.ExitStack() as stack:
         stack.enter_context(engine.running())
-        x, embedding = embedding_piece(engine, model, ids)
+        x, rope, embedding = embedding_piece(engine, model, ids)
         layers = []
         for block in model.blocks:
-            x, layer = block_piece(engine, block, x)
+            x, layer = block_piece(engine, block, x, rope)
             layers.append(layer)
         output = output_piece(engine, model, x)
     mask = engine.hidden_mask(len(ids))

@@ -31,11 +31,16 @@ const rowsAre = tokens => (row, col, v) => `token ${row} ${JSON.stringify(tokens
 export function showEmbeddings(trace) {
   const e = trace.embedding, tokens = trace.tokens, describe = rowsAre(tokens);
   document.getElementById("embed-code").textContent = e.code;
-  const positionName = e.positional === "learned" ? "position rows (learned: PositionalEmbedding)" : "position rows (sinusoidal: PositionalEncoding, not trained)";
+  const rope = e.positional === "rope";
+  const positionName = {
+    learned: "position rows (learned: PositionalEmbedding)",
+    sinusoidal: "position rows (sinusoidal: PositionalEncoding, not trained)",
+    rope: "rotary angles (RoPE): cos, then sin, for each pair of a head's numbers; they turn every layer's queries and keys, nothing is added here",
+  }[e.positional];
   document.getElementById("embeds").replaceChildren(
     el("div", { class: "wide" }, figure("token embedding rows (token_embedding[id])", { a: array(e.token), describe })),
     el("div", { class: "wide" }, figure(positionName, { a: array(e.position), describe: (r, c, v) => `position ${r}, number ${c}: ${fmt(v)}` })),
-    el("div", { class: "wide" }, figure("their sum: what the first layer reads", { a: array(e.sum), describe })));
+    el("div", { class: "wide" }, figure(rope ? "what the first layer reads: the token rows alone" : "their sum: what the first layer reads", { a: array(e.sum), describe })));
 }
 
 export function showLayers(trace) {
@@ -92,6 +97,15 @@ function normFigures(name, norm, tokens) {
     el("div", { class: "wide" }, ...strips)];
 }
 
+// Llama's attention pieces, said in words where the model has them
+function llamaNotes(att) {
+  const notes = [];
+  if (att.qk_norm) notes.push("queries and keys are RMS-normalized per head (qk_norm)");
+  if (att.rope) notes.push("queries and keys are turned by their positions (RoPE) before the scores");
+  if (att.kv_group > 1) notes.push(`each key/value head serves ${att.kv_group} query heads (grouped-query attention)`);
+  return notes.length ? [el("p", { class: "muted llama", text: `Here ${notes.join("; ")}.` })] : [];
+}
+
 function layerBody(trace, layer) {
   const tokens = trace.tokens, att = layer.attention, mask = array(trace.mask);
   const scores = document.getElementById("show-scores").checked;
@@ -109,6 +123,7 @@ function layerBody(trace, layer) {
   body.append(...normFigures("ln_1", layer.ln_1, tokens),
     el("h3", { text: "Multi-head self-attention: each head's " + (scores ? "query·key scores (÷√head size)" : "softmax weights") + ", causal mask in grey" }),
     el("p", { class: "code", text: att.code }),
+    ...llamaNotes(att),
     el("p", { class: "muted", text: "Row = the token asking (query), column = the token looked at (key). Each row's weights add up to 1; grey cells are later tokens, hidden." }),
     el("div", { class: "heads" }, ...headFigures),
     el("div", { class: "wide" }, figure("the heads' outputs side by side (concatenated)", { a: array(att.concat), describe: rowsAre(tokens) })),
