@@ -75,7 +75,8 @@ def _toy_files(folder):
 
 
 def _run(tmp_path, out, resume=False, **overrides):
-    from chalklm.translation.training import TranslationTrainer
+    from chalklm.training.trainer import Trainer
+    from chalklm.translation.training import TranslationTask
 
     flags = dict(_toy_files(tmp_path), out=str(tmp_path / out), vocab_size=300,
                  batch_size=200, eval_batch_size=400, max_steps=8, eval_interval=4,
@@ -85,7 +86,7 @@ def _run(tmp_path, out, resume=False, **overrides):
     flags.update(overrides)
     settings = [f"{k}={v}" for k, v in TINY_MODEL.items()]
     model, cfg = load_translation_config("multi30k_de_en", settings, **flags)
-    trainer = TranslationTrainer(model, cfg, resume=resume)
+    trainer = Trainer(model, cfg, resume=resume, task=TranslationTask())
     return trainer, trainer.run()
 
 
@@ -107,7 +108,7 @@ def test_a_short_run_writes_checkpoints_metrics_and_an_average(tmp_path):
     name = "decoder.layers.0.mlp.fc.weight"
     np.testing.assert_allclose(averaged.weights[name], (last4[name] + last8[name]) / 2,
                                atol=1e-6)
-    assert averaged.config.pad_id == trainer.ids.pad
+    assert averaged.config.pad_id == trainer.task.ids.pad
     assert "greedy BLEU" in (out / "sample.txt").read_text()
 
 

@@ -21,20 +21,28 @@ class ScratchEngine:
     name = "scratch"
 
     def __init__(self, model_config, cfg, dist):
-        from chalklm.scratch import autograd
         from chalklm.scratch.models import GPT
+
+        self._setup(lambda: GPT(model_config), cfg, dist)
+
+    def _setup(self, build, cfg, dist, wrap=None, adam_eps: float = 1e-8) -> None:
+        """The model from `build()` (seeded), `wrap`ped into what the trainer calls, and
+        AdamW over its parameters. Shared by every task's glass-box engine."""
+        from chalklm.scratch import autograd
         from chalklm.scratch.optim import AdamW
 
         if dist.enabled:
             raise ConfigError("--engine scratch trains in one process; run it without torchrun")
         self.cfg, self._autograd = cfg, autograd
         autograd.manual_seed(cfg.seed)
-        self.model = GPT(model_config)
-        self.params = dict(self.model.named_parameters())
+        self.network = build()
+        self.model = wrap(self.network) if wrap is not None else self.network
+        self.params = dict(self.network.named_parameters())
         groups = decay_groups(self.params.items())
         for g in groups:
             g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
-        self.optimizer = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+        self.optimizer = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                               eps=adam_eps)
 
     def train_step(self, micro_batches, lr: float) -> tuple[float, float]:
         from chalklm.scratch.optim import clip_grad_norm

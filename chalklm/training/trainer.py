@@ -117,7 +117,7 @@ def resumed(out: Path, kind: type):
     return checkpoint
 
 
-def _check_same_model(model_keys: dict, config: GPTConfig) -> None:
+def check_same_model(model_keys: dict, config) -> None:
     """--resume continues the checkpoint's model; a config that says otherwise is an error."""
     for key, value in model_keys.items():
         if getattr(config, key) != value:
@@ -157,15 +157,81 @@ def _starting_point(folder, changes: dict) -> tuple:
     return start, config, weights
 
 
+class LanguageModelTask:
+    """What the trainer learns, for a GPT on one text: its data, its model (the engine),
+    how many targets a batch's loss counts, its schedule and its sample. The trainer runs
+    the loop, checkpoints, resume and metrics for every task; translation is the other
+    (chalklm/translation/training.py).
+    `init_from`: a checkpoint folder to fine-tune: its model, weights and tokenizer replace
+    cfg.tokenizer, and `model_keys` are then only changes to its model (FINE_TUNE_KEYS)."""
+
+    config_type = GPTConfig  # the kind of model a run of this task holds
+
+    def __init__(self, init_from=None):
+        self.init_from = init_from
+        self.start_weights = None  # a fine-tuning run's first weights
+
+    def prepare(self, trainer, model_keys: dict, checkpoint) -> None:
+        """The trainer's tokenizer, model_config, train_data and val_data, from the config
+        (or from `checkpoint`, the run being resumed)."""
+        cfg, resume = trainer.cfg, checkpoint is not None
+        start = _starting_point(self.init_from, model_keys) if self.init_from and not resume \
+            else None
+        trainer.tokenizer = checkpoint.tokenizer if resume else start[0].tokenizer if start \
+            else build_tokenizer(cfg.tokenizer, cfg.data)
+        tokens = load_tokens(cfg.data, trainer.tokenizer)
+        if resume:
+            trainer.model_config = checkpoint.config
+            if self.init_from is None:  # a fine-tuned model is its starting checkpoint's
+                check_same_model(model_keys, checkpoint.config)
+        elif start:
+            trainer.model_config, self.start_weights = start[1], start[2]
+        else:
+            trainer.model_config = GPTConfig(vocab_size=trainer.tokenizer.vocab_size,
+                                             **model_keys)
+        T = trainer.model_config.block_size
+        trainer.train_data = TokenBatches(tokens, T, "train")
+        trainer.val_data = TokenBatches(tokens, T, "val")
+
+    def engine(self, trainer):
+        return make_engine(trainer.model_config, trainer.cfg, trainer.device, trainer.dtype,
+                           trainer.dist)
+
+    def targets(self, y) -> int:
+        """How many targets a batch's loss averages over: every position of every row."""
+        return y.size
+
+    def learning_rate(self, trainer) -> float:
+        return learning_rate(trainer.step, trainer.progress(), trainer.cfg)
+
+    def sample(self, trainer) -> str:
+        """Text generated from the start (as `chalklm sample` with no prompt): sample.txt."""
+        from chalklm.generation import beginning, generate
+
+        start = beginning(trainer.tokenizer)[0]  # what an empty prompt starts from, everywhere
+        new = generate(trainer.engine.next_logits, start, trainer.cfg.sample_tokens,
+                       block_size=trainer.model_config.block_size, temperature=0.8, top_k=50,
+                       seed=trainer.cfg.seed)[0]
+        text = trainer.tokenizer.decode(start + new)
+        write_atomic(trainer.out / "sample.txt", text)
+        return text
+
+    def saved(self, trainer, name: str) -> None:
+        """After a checkpoint is written (translation keeps the last ones to average)."""
+
+    def finished(self, trainer, summary: dict) -> None:
+        """After the run's last save, on the main process (translation averages there)."""
+
+
 class Trainer:
     """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict.
     `force`: train into a folder that is not a run, or start a run's folder over.
-    `init_from`: a checkpoint folder to fine-tune: its model, weights and tokenizer replace
-    cfg.tokenizer, and `model_keys` are then only changes to its model (FINE_TUNE_KEYS);
-    the run is new (a fresh optimizer, step 0)."""
+    `task`: what is learned (LanguageModelTask by default, made with `init_from`, a
+    checkpoint folder to fine-tune; the run is then new: a fresh optimizer, step 0)."""
 
-    def __init__(self, model_keys: dict, cfg: TrainConfig, resume: bool = False,
-                 force: bool = False, init_from=None):
+    def __init__(self, model_keys: dict, cfg, resume: bool = False, force: bool = False,
+                 init_from=None, task=None):
+        self.task = task if task is not None else LanguageModelTask(init_from)
         self.cfg, self.out = cfg, Path(cfg.out)
         run_folder.check(cfg.out, resume, force)
         self.device, self.dtype = self._device_and_dtype()
@@ -173,29 +239,15 @@ class Trainer:
         if self.dist.enabled and self.device.startswith("cuda"):
             self.device = self.dist.device  # one GPU per process: cuda:<local rank>
         self._claim_out_folder(resume)
-        checkpoint = resumed(self.out, GPTConfig) if resume else None
-        start = _starting_point(init_from, model_keys) if init_from and not resume else None
-        self.tokenizer = checkpoint.tokenizer if resume else start[0].tokenizer if start else \
-            build_tokenizer(cfg.tokenizer, cfg.data)
-        tokens = load_tokens(cfg.data, self.tokenizer)
-        if resume:
-            self.model_config = checkpoint.config
-            if init_from is None:  # a fine-tuned model is its starting checkpoint's
-                _check_same_model(model_keys, checkpoint.config)
-        elif start:
-            self.model_config = start[1]
-        else:
-            self.model_config = GPTConfig(vocab_size=self.tokenizer.vocab_size, **model_keys)
-        T = self.model_config.block_size
-        self.train_data = TokenBatches(tokens, T, "train")
-        self.val_data = TokenBatches(tokens, T, "val")
-        self.engine = make_engine(self.model_config, cfg, self.device, self.dtype, self.dist)
+        checkpoint = resumed(self.out, self.task.config_type) if resume else None
+        self.task.prepare(self, model_keys, checkpoint)
+        self.engine = self.task.engine(self)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         if resume:
             self._restore(checkpoint)
-        elif start:
-            self.engine.load_weights(start[2])
+        elif self.task.start_weights is not None:
+            self.engine.load_weights(self.task.start_weights)
 
     def _claim_out_folder(self, resume: bool) -> None:
         """Before any work: the folder is made, tidied and marked (see run_folder)."""
@@ -225,6 +277,7 @@ class Trainer:
                         self.tokenizer,
                         self.engine.optimizer_state() if with_optimizer else None,
                         self._trainer_state())
+        self.task.saved(self, name)
 
     def _restore(self, checkpoint) -> None:
         optimizer, state = checkpoint.resume_state()
@@ -268,12 +321,12 @@ class Trainer:
                 for m in range(cfg.grad_accum)]
 
     def evaluate(self) -> float:
-        """Mean loss over every token of the validation split (shared among processes)."""
+        """Mean loss per target over the validation split (shared among processes)."""
         total, count = 0.0, 0
         for i, (x, y) in enumerate(self.val_data.sequential(self.cfg.eval_batch_size)):
             if i % self.dist.world_size == self.dist.rank:
                 total += self.engine.loss_sum(x, y)
-                count += y.size
+                count += self.task.targets(y)
         return self.dist.sum(total) / self.dist.sum(count)
 
     def time_used(self) -> float:
@@ -348,13 +401,16 @@ class Trainer:
         return progress_display(self.cfg.max_steps, self.step, "step", show)
 
     def learning_rate(self) -> float:
-        """This step's learning rate (another task may use another schedule)."""
-        return learning_rate(self.step, self.progress(), self.cfg)
+        """This step's learning rate (the task's schedule)."""
+        return self.task.learning_rate(self)
 
     def tokens_per_step(self) -> int:
+        """Targets per optimizer step: the mean over the first batches (a translation
+        batch's size is a budget that counts padding and the source too)."""
         cfg = self.cfg
-        return cfg.batch_size * cfg.grad_accum * self.dist.world_size * \
-            self.model_config.block_size
+        batches = [self.train_data.batch(cfg.batch_size, cfg.seed, i) for i in range(20)]
+        mean = sum(self.task.targets(y) for _, y in batches) / len(batches)
+        return round(mean * cfg.grad_accum * self.dist.world_size)
 
     def _postfix(self, r: dict) -> str:
         left = max(0.0, (1 - self.progress()) * (self.cfg.time_budget or 0))
@@ -397,21 +453,11 @@ class Trainer:
         if self.dist.is_main:
             self.metrics.write({"step": self.step, "val_loss": val})
             plot_losses(self.metrics.read(), self.out / "loss.png")
-            summary["sample"] = self._sample() if self.cfg.sample_tokens else ""
+            summary["sample"] = self.task.sample(self) if self.cfg.sample_tokens else ""
+            self.task.finished(self, summary)
         self.dist.barrier()
         self.dist.close()
         return summary
-
-    def _sample(self) -> str:
-        from chalklm.generation import beginning, generate
-
-        start = beginning(self.tokenizer)[0]  # what an empty prompt starts from, everywhere
-        new = generate(self.engine.next_logits, start, self.cfg.sample_tokens,
-                       block_size=self.model_config.block_size, temperature=0.8, top_k=50,
-                       seed=self.cfg.seed)[0]
-        text = self.tokenizer.decode(start + new)
-        write_atomic(self.out / "sample.txt", text)
-        return text
 
     def _peak_flops(self) -> float | None:
         if self.cfg.engine != "torch":

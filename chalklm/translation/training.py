@@ -1,7 +1,7 @@
-"""Training the Transformer to translate: the GPT's trainer, fed sentence pairs.
+"""Training the Transformer to translate: the GPT's trainer with another task.
 
-The loop, checkpoints, exact resume, progress bar and metrics are chalklm.training's.
-What translation changes:
+The loop, checkpoints, exact resume, progress bar and metrics are chalklm.training's
+Trainer; `TranslationTask` is what translation changes:
   - data: sentence pairs (chalklm.data.parallel), batched by token count;
     a micro-batch is ((src, tgt_in), tgt_out): inputs, then targets, as for the GPT;
   - the model: chalklm.models.Transformer (or the glass box's, --engine scratch), fed
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 
@@ -34,12 +33,9 @@ from chalklm.data.parallel import (
 from chalklm.errors import CheckpointError, ConfigError
 from chalklm.files import write_atomic
 from chalklm.scratch.nn import Module
-from chalklm.training import run_folder
-from chalklm.training.distributed import Distributed
-from chalklm.training.engines import TorchEngine, decay_groups
-from chalklm.training.report import MetricsLog
+from chalklm.training.engines import TorchEngine
 from chalklm.training.scratch_engine import ScratchEngine
-from chalklm.training.trainer import Trainer, _check_same_model, learning_rate, resumed
+from chalklm.training.trainer import Trainer, check_same_model, learning_rate
 from chalklm.translation.config import TranslationTrainConfig
 
 SNAPSHOTS = "snapshots"  # weights of the last checkpoints, for averaging
@@ -192,137 +188,90 @@ class ScratchTranslationEngine(ScratchEngine):
     """The glass box's Transformer, trained by the glass box (slow, every number visible)."""
 
     def __init__(self, model_config: TransformerConfig, cfg, dist):
-        from chalklm.scratch import autograd
         from chalklm.scratch.models import Transformer
-        from chalklm.scratch.optim import AdamW
 
-        if dist.enabled:
-            raise ConfigError("--engine scratch trains in one process; run it without torchrun")
-        self.cfg, self._autograd = cfg, autograd
-        autograd.manual_seed(cfg.seed)
-        self.transformer = Transformer(model_config)
-        self.model = GlassTeacherForcing(self.transformer)
-        self.params = dict(self.transformer.named_parameters())
-        groups = decay_groups(self.params.items())
-        for g in groups:
-            g["weight_decay"] = cfg.weight_decay if g.pop("decay") else 0.0
-        self.optimizer = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
-                               eps=cfg.adam_eps)
+        self._setup(lambda: Transformer(model_config), cfg, dist, wrap=GlassTeacherForcing,
+                    adam_eps=cfg.adam_eps)
 
     def loss_sum(self, x, y) -> float:
         from chalklm.scratch import no_grad
 
-        self.transformer.eval()
+        self.network.eval()
         with no_grad():
-            _, loss = self.transformer(*x, y, label_smoothing=0.0)
-        return loss.item() * int((y != self.transformer.config.pad_id).sum())
+            _, loss = self.network(*x, y, label_smoothing=0.0)
+        return loss.item() * int((y != self.network.config.pad_id).sum())
 
     def flops_per_token(self) -> float:
-        return 6 * self.transformer.num_params()
+        return 6 * self.network.num_params()
 
     def translator(self, tokenizer):
         from chalklm.translation.translator import Translator
 
-        return Translator(self.transformer.config, self.weights(), tokenizer, "scratch")
+        return Translator(self.network.config, self.weights(), tokenizer, "scratch")
 
 
 # ---- the trainer -----------------------------------------------------------------
 
 
-class TranslationTrainer(Trainer):
-    """The GPT's Trainer with sentence pairs, the Transformer and the paper's recipe."""
+class TranslationTask:
+    """What the trainer learns when it translates (see LanguageModelTask, the GPT's):
+    sentence pairs, the Transformer, targets that are not padding, the paper's schedule,
+    BLEU on validation sentences, and the average of the last checkpoints."""
 
-    def __init__(self, model_keys: dict, cfg: TranslationTrainConfig, resume: bool = False,
-                 force: bool = False):
-        self.cfg, self.out = cfg, Path(cfg.out)
-        run_folder.check(cfg.out, resume, force)
-        self.device, self.dtype = self._device_and_dtype()
-        self.dist = Distributed.from_env(self.device)
-        self._claim_out_folder(resume)
-        checkpoint = resumed(self.out, TransformerConfig) if resume else None
-        train_pairs, val_pairs = load_pairs(cfg)
-        self.val_pairs = val_pairs
-        if resume:
-            self.tokenizer = checkpoint.tokenizer
+    config_type = TransformerConfig
+    start_weights = None  # a translation run starts from fresh weights or a resumed run
+
+    def prepare(self, trainer, model_keys: dict, checkpoint) -> None:
+        """The trainer's tokenizer, model_config, train_data and val_data."""
+        cfg, main = trainer.cfg, trainer.dist.is_main
+        train_pairs, self.val_pairs = load_pairs(cfg)
+        if checkpoint is not None:
+            tokenizer = checkpoint.tokenizer
         elif cfg.tokenizer == "bpe":
-            self.tokenizer = train_tokenizer(train_pairs, cfg.vocab_size,
-                                             progress=self.dist.is_main)
+            tokenizer = train_tokenizer(train_pairs, cfg.vocab_size, progress=main)
         else:
             from chalklm.tokenizers import load_tokenizer
 
-            self.tokenizer = load_tokenizer(cfg.tokenizer)
-        self.ids = SpecialIds.of(self.tokenizer)
-        if resume:
-            self.model_config = checkpoint.config
-            _check_same_model(model_keys, checkpoint.config)
+            tokenizer = load_tokenizer(cfg.tokenizer)
+        self.ids = SpecialIds.of(tokenizer)
+        if checkpoint is not None:
+            config = checkpoint.config
+            check_same_model(model_keys, config)
         else:
-            V = self.tokenizer.vocab_size
-            self.model_config = TransformerConfig(src_vocab_size=V, tgt_vocab_size=V,
-                                                  pad_id=self.ids.pad, **model_keys)
-        max_len = self.model_config.max_len
-        train = encode_pairs(self.tokenizer, train_pairs, max_len, progress=self.dist.is_main)
-        val = encode_pairs(self.tokenizer, val_pairs, max_len)
-        self.train_data = BucketedPairs(train, self.ids.pad)
-        self.val_data = PairBatches(val, self.ids.pad)
+            V = tokenizer.vocab_size
+            config = TransformerConfig(src_vocab_size=V, tgt_vocab_size=V, pad_id=self.ids.pad,
+                                       **model_keys)
+        train = encode_pairs(tokenizer, train_pairs, config.max_len, progress=main)
+        val = encode_pairs(tokenizer, self.val_pairs, config.max_len)
         self.filtered = train.dropped
-        if cfg.engine == "scratch":
-            self.engine = ScratchTranslationEngine(self.model_config, cfg, self.dist)
-        else:
-            self.engine = TorchTranslationEngine(self.model_config, cfg, self.device,
-                                                 self.dtype, self.dist)
-        self.metrics = MetricsLog(self.out / "metrics.jsonl")
-        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
-        if resume:
-            self._restore(checkpoint)
+        trainer.tokenizer, trainer.model_config = tokenizer, config
+        trainer.train_data = BucketedPairs(train, self.ids.pad)
+        trainer.val_data = PairBatches(val, self.ids.pad)
 
-    def learning_rate(self) -> float:
-        if self.cfg.schedule == "cosine":
-            return learning_rate(self.step, self.progress(), self.cfg)
-        return inverse_sqrt_lr(self.step, self.cfg.learning_rate, self.cfg.warmup_steps)
+    def engine(self, trainer):
+        if trainer.cfg.engine == "scratch":
+            return ScratchTranslationEngine(trainer.model_config, trainer.cfg, trainer.dist)
+        return TorchTranslationEngine(trainer.model_config, trainer.cfg, trainer.device,
+                                      trainer.dtype, trainer.dist)
 
-    def tokens_per_step(self) -> int:
-        """Target tokens (not padding) per optimizer step, the mean over the first batches:
-        batch_size is a budget that counts padding and the source too."""
-        cfg = self.cfg
-        batches = [self.train_data.batch(cfg.batch_size, cfg.seed, i) for i in range(20)]
-        mean = np.mean([(y != self.ids.pad).sum() for _, y in batches])
-        return round(mean * cfg.grad_accum * self.dist.world_size)
+    def targets(self, y) -> int:
+        """Target tokens that are not padding: the loss is per real target token."""
+        return int((y != self.ids.pad).sum())
 
-    def evaluate(self) -> float:
-        """Mean cross-entropy per target token over the validation pairs (padding excluded)."""
-        total, count = 0.0, 0
-        for i, (x, y) in enumerate(self.val_data.sequential(self.cfg.eval_batch_size)):
-            if i % self.dist.world_size == self.dist.rank:
-                total += self.engine.loss_sum(x, y)
-                count += int((y != self.ids.pad).sum())
-        return self.dist.sum(total) / self.dist.sum(count)
+    def learning_rate(self, trainer) -> float:
+        cfg = trainer.cfg
+        if cfg.schedule == "cosine":
+            return learning_rate(trainer.step, trainer.progress(), cfg)
+        return inverse_sqrt_lr(trainer.step, cfg.learning_rate, cfg.warmup_steps)
 
-    def save(self, name: str, with_optimizer: bool = True) -> None:
-        super().save(name, with_optimizer)
-        if name == "last" and self.dist.is_main and self.cfg.average_last > 0:
-            snapshots = self.out / SNAPSHOTS
-            save_checkpoint(snapshots / f"step-{self.step:08d}", self.engine.weights(),
-                            self.model_config)
-            for old in sorted(snapshots.glob("step-*"))[: -self.cfg.average_last]:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def _finish(self, stop_reason: str) -> dict:
-        summary = super()._finish(stop_reason)
-        if self.dist.is_main and self.cfg.average_last > 0:
-            folders = sorted((self.out / SNAPSHOTS).glob("step-*"))
-            save_checkpoint(self.out / AVERAGED, average_weights(folders), self.model_config,
-                            self.tokenizer)
-            summary["averaged"] = len(folders)
-        return summary
-
-    def _sample(self) -> str:
+    def sample(self, trainer) -> str:
         """Translate the first validation sentences (greedy) and score them: sample.txt."""
         from chalklm.translation.evaluation import score
 
-        pairs = self.val_pairs[: self.cfg.bleu_sentences]
+        pairs = self.val_pairs[: trainer.cfg.bleu_sentences]
         if not pairs:
             return ""
-        translator = self.engine.translator(self.tokenizer)
+        translator = trainer.engine.translator(trainer.tokenizer)
         hyps = translator.translate([s for s, _ in pairs], beam_size=0)
         scores = score(hyps, [t for _, t in pairs])
         lines = [f"greedy BLEU on the first {len(pairs)} validation sentences: "
@@ -330,8 +279,27 @@ class TranslationTrainer(Trainer):
         for (src, ref), hyp in list(zip(pairs, hyps))[:5]:
             lines += [f"  source:      {src}", f"  translation: {hyp}", f"  reference:   {ref}"]
         text = "\n".join(lines)
-        write_atomic(self.out / "sample.txt", text + "\n")
+        write_atomic(trainer.out / "sample.txt", text + "\n")
         return text
+
+    def saved(self, trainer, name: str) -> None:
+        """Each `last` checkpoint's weights also go to snapshots/ (the newest few kept)."""
+        keep = trainer.cfg.average_last
+        if name != "last" or keep <= 0:
+            return
+        snapshots = trainer.out / SNAPSHOTS
+        save_checkpoint(snapshots / f"step-{trainer.step:08d}", trainer.engine.weights(),
+                        trainer.model_config)
+        for old in sorted(snapshots.glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def finished(self, trainer, summary: dict) -> None:
+        """The snapshots' average becomes averaged/."""
+        if trainer.cfg.average_last > 0:
+            folders = sorted((trainer.out / SNAPSHOTS).glob("step-*"))
+            save_checkpoint(trainer.out / AVERAGED, average_weights(folders),
+                            trainer.model_config, trainer.tokenizer)
+            summary["averaged"] = len(folders)
 
 
 def file_flags(args) -> dict:
@@ -356,7 +324,8 @@ def run_cli(args) -> int:
         max_steps=args.max_steps, time_budget=budget, device=args.device, dtype=args.dtype,
         compile=args.compile, engine=args.engine, seed=args.seed, **file_flags(args),
     )
-    trainer = TranslationTrainer(model_keys, cfg, resume=args.resume, force=args.force)
+    trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force,
+                      task=TranslationTask())
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         print(f"\n--- translations ---\n{summary.pop('sample', '')}\n---")
