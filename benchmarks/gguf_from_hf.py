@@ -5,8 +5,9 @@ llama.cpp names every tensor its own way and turns RoPE's pairs as neighbours (x
 x[2i+1]) where Hugging Face's Llama pairs x[i] with x[i + hs/2]; so the query and key
 rows are reordered within each head (as llama.cpp's own converter does), which makes
 both compute the same attention. The file carries a byte-level BPE vocabulary: the
-folder's tokenizer.json when there is one, else a stand-in of the 256 byte tokens padded
-with unused tokens to the model's vocabulary size (the benchmark feeds token ids).
+folder's tokenizer.json when there is one, else a stand-in: the 256 byte tokens and merged
+pairs of letters, padded with unused tokens to the model's vocabulary size (the benchmark
+feeds token ids, so what the tokens spell does not matter).
 
     python benchmarks/gguf_from_hf.py FOLDER OUT.gguf [--dtype float32|bfloat16]
 """
@@ -48,8 +49,12 @@ def vocabulary(folder: Path, size: int) -> tuple[list[str], list[int], list[str]
             if i < size:
                 tokens[i] = text
         merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    else:
-        tokens, merges = byte_tokens(), []
+    else:  # the byte tokens, then pairs of letters merged (llama.cpp wants some merges)
+        tokens = byte_tokens()
+        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+        pairs = [(x, y) for x in letters for y in letters][:max(1, size - len(tokens))]
+        merges = [f"{x} {y}" for x, y in pairs]
+        tokens += [x + y for x, y in pairs]
     tokens = [t if t is not None else f"<unused{i}>" for i, t in enumerate(tokens)]
     tokens += [f"<unused{i}>" for i in range(len(tokens), size)]
     types = [gguf.TokenType.NORMAL if not t.startswith("<unused") else gguf.TokenType.UNUSED
