@@ -147,8 +147,9 @@ def test_the_c_step_computes_every_piece_too(combo, monkeypatch):
     assert generate(fast, [[1, 2, 3]], 12, temperature=0) == with_c
 
 
-def test_the_c_step_steps_aside_for_a_changed_model():
+def test_the_c_step_steps_aside_for_a_changed_model(monkeypatch):
     """A learner who edits the model sees the edit: a subclass is not chalklm's GPT."""
+    monkeypatch.delenv("CHALKLM_PURE_PYTHON", raising=False)  # a test of the C step's choice
 
     class Doubled(TorchGPT):
         def forward(self, ids, targets=None, cache=None):
