@@ -318,6 +318,30 @@ def test_sample_runs_on_an_imported_model(tmp_path, capsys):
     assert result["samples"][0]["text"] == tokenizer.decode(expected)
 
 
+def test_explain_opens_up_an_imported_model_in_both_engines(tmp_path):
+    """`chalklm explain` on an import: the page's forward pass through RoPE, grouped-query
+    attention and SwiGLU, its last position's chances the model's own, in either engine."""
+    from starlette.testclient import TestClient
+
+    from chalklm.explain.app import make_app
+    from chalklm.explain.session import Explainer
+
+    imported_with_tokenizer(tmp_path)
+    client = TestClient(make_app(Explainer(tmp_path / "ck")))
+    model, tokenizer = chalklm.load(tmp_path / "ck")
+    ids = tokenizer.encode("ROMEO: to be")
+    with torch.no_grad():
+        want = model(torch.tensor([ids]))[0][0, -1].numpy()
+    for engine in ("torch", "scratch"):
+        answer = client.post("/api/next", json={"prompt": "ROMEO: to be", "engine": engine})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["logits"], want, atol=1e-4)
+        assert answer.json()["greedy"] == int(np.argmax(want))
+        forward = client.post("/api/forward", json={"prompt": "ROMEO: to be",
+                                                    "engine": engine, "encoding": "lists"})
+        assert forward.status_code == 200, forward.text
+
+
 def test_an_imported_model_loads_in_bf16_with_bf16_weights(tmp_path):
     imported_with_tokenizer(tmp_path)
     model, _ = chalklm.load(tmp_path / "ck", dtype="bf16")

@@ -103,3 +103,10 @@ def test_train_piped_writes_plain_lines_and_no_progress_none(train_args, capsys)
     assert "training: 12/12 steps, step 12 loss" in err
     err = _train([*train_args, "--no-progress", "--set", "max_steps=24", "--resume"], capsys)
     assert "training:" not in err and "\r" not in err
+
+
+def test_tokenizing_for_a_run_draws_no_bar_frames_when_piped(train_args, capsys):
+    """A BPE tokenizer trained for the run: its bars are for a terminal too."""
+    err = _train([*train_args, "--tokenizer", "bpe"], capsys)
+    assert "\r" not in err and "merging pairs" not in err
+    assert "training: 12/12 steps" in err

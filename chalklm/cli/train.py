@@ -105,7 +105,7 @@ def run(args) -> int:
     if args.init_from:
         model_keys = _model_changes(args.overrides)
     trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force,
-                      init_from=args.init_from)
+                      init_from=args.init_from, progress=not args.no_progress)
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         sample = summary.pop("sample", "")

@@ -143,7 +143,8 @@ class Explainer:
         return output
 
     def next_token(self, prompt: str, engine: str, controls: generation.Controls) -> dict:
-        """The last position's scores and the chances each control leaves (generation.py's)."""
+        """The last position's scores and the chances each control leaves, as
+        chalklm/generation/sampling.py computes them."""
         ids = self.encode(prompt)
         model = self.model(engine)
         with self._locks[engine]:
@@ -153,7 +154,8 @@ class Explainer:
         return {"logits": [float(v) for v in logits],
                 "candidates": [{"id": int(i), "text": self.token_text(int(i)),
                                 "prob": float(chances[i])} for i in top if chances[i] > 0],
-                "greedy": int(np.argmax(logits)), "code": "chalklm/generation.py probabilities"}
+                "greedy": int(np.argmax(logits)),
+                "code": "chalklm/generation/sampling.py probabilities"}
 
     def generate(self, prompt: str, engine: str, count: int, controls: generation.Controls,
                  seed: int | None):

@@ -76,7 +76,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, x.shape[-1:], self.scale, self.eps)
+        # the scale in x's dtype: under bf16 autocast a head's queries arrive in bf16, and
+        # PyTorch's fused kernel (which sums in float32 either way) needs both alike
+        return F.rms_norm(x, x.shape[-1:], self.scale.to(x.dtype), self.eps)
 
 
 def norm_for(config, dim: int | None = None) -> nn.Module:

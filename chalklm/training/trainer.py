@@ -33,7 +33,7 @@ from chalklm.files import write_atomic
 from chalklm.training import run_folder
 from chalklm.training.config import TrainConfig
 from chalklm.training.distributed import Distributed
-from chalklm.training.progress import progress_display
+from chalklm.training.progress import is_terminal, progress_display
 from chalklm.training.report import MetricsLog, measured_peak_flops, plot_losses
 
 FINAL_EVAL_MARGIN_S = 2.0  # seconds kept back from a time budget for saving
@@ -82,7 +82,7 @@ def learning_rate(step: int, progress: float, cfg: TrainConfig) -> float:
     return warmup * (cfg.min_lr + (cfg.learning_rate - cfg.min_lr) * cosine)
 
 
-def build_tokenizer(spec: str, data: str):
+def build_tokenizer(spec: str, data: str, progress: bool = True):
     """`char` or `bpe` (trained on the dataset's text) or a tokenizer JSON file."""
     from chalklm.data import load_text
     from chalklm.tokenizers import CharTokenizer, load_tokenizer
@@ -92,7 +92,7 @@ def build_tokenizer(spec: str, data: str):
     if spec == "bpe":
         from chalklm.tokenizers import BPETokenizer
 
-        return BPETokenizer.train(load_text(data), vocab_size=512)
+        return BPETokenizer.train(load_text(data), vocab_size=512, progress=progress)
     return load_tokenizer(spec)
 
 
@@ -178,7 +178,7 @@ class LanguageModelTask:
         start = _starting_point(self.init_from, model_keys) if self.init_from and not resume \
             else None
         trainer.tokenizer = checkpoint.tokenizer if resume else start[0].tokenizer if start \
-            else build_tokenizer(cfg.tokenizer, cfg.data)
+            else build_tokenizer(cfg.tokenizer, cfg.data, trainer.setup_progress)
         tokens = load_tokens(cfg.data, trainer.tokenizer)
         if resume:
             trainer.model_config = checkpoint.config
@@ -227,10 +227,12 @@ class Trainer:
     """One training run: `Trainer(model_keys, cfg, resume=False).run()` -> summary dict.
     `force`: train into a folder that is not a run, or start a run's folder over.
     `task`: what is learned (LanguageModelTask by default, made with `init_from`, a
-    checkpoint folder to fine-tune; the run is then new: a fresh optimizer, step 0)."""
+    checkpoint folder to fine-tune; the run is then new: a fresh optimizer, step 0).
+    `progress=False` (`--no-progress`): no bars while the data is prepared either (the
+    training's own progress is `run`'s `progress`)."""
 
     def __init__(self, model_keys: dict, cfg, resume: bool = False, force: bool = False,
-                 init_from=None, task=None):
+                 init_from=None, task=None, progress: bool = True):
         self.task = task if task is not None else LanguageModelTask(init_from)
         self.cfg, self.out = cfg, Path(cfg.out)
         run_folder.check(cfg.out, resume, force)
@@ -239,6 +241,8 @@ class Trainer:
         if self.dist.enabled and self.device.startswith("cuda"):
             self.device = self.dist.device  # one GPU per process: cuda:<local rank>
         self._claim_out_folder(resume)
+        # bars while tokenizing: on a terminal only (piped, their frames would all stay)
+        self.setup_progress = progress and self.dist.is_main and is_terminal(sys.stderr)
         checkpoint = resumed(self.out, self.task.config_type) if resume else None
         self.task.prepare(self, model_keys, checkpoint)
         self.engine = self.task.engine(self)

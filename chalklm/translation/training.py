@@ -223,7 +223,7 @@ class TranslationTask:
 
     def prepare(self, trainer, model_keys: dict, checkpoint) -> None:
         """The trainer's tokenizer, model_config, train_data and val_data."""
-        cfg, main = trainer.cfg, trainer.dist.is_main
+        cfg, main = trainer.cfg, trainer.setup_progress
         train_pairs, self.val_pairs = load_pairs(cfg)
         if checkpoint is not None:
             tokenizer = checkpoint.tokenizer
@@ -325,7 +325,7 @@ def run_cli(args) -> int:
         compile=args.compile, engine=args.engine, seed=args.seed, **file_flags(args),
     )
     trainer = Trainer(model_keys, cfg, resume=args.resume, force=args.force,
-                      task=TranslationTask())
+                      task=TranslationTask(), progress=not args.no_progress)
     summary = trainer.run(progress=not args.no_progress)
     if trainer.dist.is_main:
         print(f"\n--- translations ---\n{summary.pop('sample', '')}\n---")

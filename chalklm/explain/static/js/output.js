@@ -1,5 +1,5 @@
 // The output panel: softmax bars for the next token, recomputed in the page as the
-// controls move (the same steps as chalklm/generation.py probabilities), then
+// controls move (the same steps as chalklm/generation/sampling.py probabilities), then
 // "next token" (pick one, append it, run again) and "generate" (streamed by the server).
 import { array, el, fmt, shown, showError } from "./ui.js";
 
