@@ -58,15 +58,22 @@ def test_without_the_c_module_it_never_applies(monkeypatch):
 def test_each_step_gives_the_logits_of_a_full_forward(positional, tie, bias, activation):
     model = make_model(positional=positional, tie_embeddings=tie, bias=bias,
                        activation=activation)
-    ids = torch.randint(0, 29, (1, 24))
-    with torch.inference_mode():
-        full, _ = model(ids)
-        cache = KVCache(model.config, 1)
-        step = fused_step.FusedStep(model, cache)
-        for t in range(24):  # from the first token to the last position
-            got = step(int(ids[0, t]))
-            np.testing.assert_allclose(got[0], full[0, t].numpy(), atol=2e-5, rtol=2e-5)
+    cache = assert_steps_give_the_full_forward(model)
     assert cache.length == 24
+
+
+def assert_steps_give_the_full_forward(stepped, reference=None, T: int = 24) -> KVCache:
+    """Each C step of `stepped`, from the first token to the last position, gives the
+    logits of `reference`'s (default: the same model's) full forward; returns the cache."""
+    ids = torch.randint(0, 29, (1, T))
+    with torch.inference_mode():
+        full, _ = (reference or stepped)(ids)
+        cache = KVCache(stepped.config, 1)
+        step = fused_step.FusedStep(stepped, cache)
+        for t in range(T):
+            np.testing.assert_allclose(step(int(ids[0, t]))[0], full[0, t].numpy(),
+                                       atol=2e-5, rtol=2e-5)
+    return cache
 
 
 LLAMA = dict(norm="rmsnorm", positional="rope", mlp="swiglu", bias=False, n_kv_head=2)
@@ -79,14 +86,7 @@ LLAMA = dict(norm="rmsnorm", positional="rope", mlp="swiglu", bias=False, n_kv_h
 ], ids=["rmsnorm", "rope", "swiglu", "gqa", "mqa", "qk_norm", "llama", "llama_more"])
 @needs_c
 def test_the_llama_pieces_step_as_a_full_forward(pieces):
-    model = make_model(**pieces)
-    ids = torch.randint(0, 29, (1, 24))
-    with torch.inference_mode():
-        full, _ = model(ids)
-        step = fused_step.FusedStep(model, KVCache(model.config, 1))
-        for t in range(24):
-            np.testing.assert_allclose(step(int(ids[0, t]))[0], full[0, t].numpy(),
-                                       atol=2e-5, rtol=2e-5)
+    assert_steps_give_the_full_forward(make_model(**pieces))
 
 
 @pytest.mark.parametrize("n_embd, n_head, vocab", [(36, 3, 7), (20, 5, 101)])
@@ -138,13 +138,7 @@ def test_a_bfloat16_model_steps_with_its_own_weights_in_float32_arithmetic(piece
 
     half = make_model(**pieces).to(torch.bfloat16)
     wide = copy.deepcopy(half).float()  # the same (rounded) numbers, tables included
-    ids = torch.randint(0, 29, (1, 24))
-    with torch.inference_mode():
-        full, _ = wide(ids)
-        step = fused_step.FusedStep(half, KVCache(half.config, 1))
-        for t in range(24):
-            np.testing.assert_allclose(step(int(ids[0, t]))[0], full[0, t].numpy(),
-                                       atol=2e-5, rtol=2e-5)
+    assert_steps_give_the_full_forward(half, wide)
 
 
 @needs_c
