@@ -1,14 +1,14 @@
 """What each Llama-family piece does to the default 5-minute CPU run, measured.
 
 Trains the default config (Tiny Shakespeare, characters, `chalklm train` with its time
-budget) once per variant and seed: today's GPT-2 design, each modern piece alone
-(RMSNorm, RoPE, SwiGLU, grouped-query attention, qk-norm), and the whole Llama
+budget) once per variant and seed: the GPT-2 design, each modern piece alone
+(RMSNorm, RoPE, SwiGLU, grouped-query attention, qk-norm) on it, and the whole Llama
 combination (`preset = "llama"`) with its MLP widened to GPT-2's parameter count. The
 figure is the validation loss the run reports at its end, over the whole validation
 split. Each run is its own `chalklm train` process, one after another: measure on an
 idle machine only (a busy one trains fewer steps in the same budget).
 
-    python benchmarks/modern_ablation.py [--budget 5m] [--seeds 1,2] [--variants gpt2,rope]
+    python benchmarks/modern_ablation.py [--budget 5m] [--seeds 1,2] [--variants gpt2,rope,llama]
 
 Writes benchmarks/results/modern_ablation.json.
 """
@@ -38,20 +38,21 @@ def matching_ffn_dim(gpt2: GPTConfig, llama: GPTConfig) -> int:
 
 
 def variants() -> dict[str, list[str]]:
-    """name -> the --set overrides of that variant, on the default config."""
-    model, _ = load_run_config()
-    base = GPTConfig(vocab_size=65, **model)
+    """name -> the --set overrides of that variant, on the default config: each spells
+    out its design (`preset`), so the table means the same whichever design is the default."""
+    gpt2_keys, _ = load_run_config(overrides=['preset="gpt2"'])
+    base = GPTConfig(vocab_size=65, **gpt2_keys)
     llama = preset_keys("llama", base.n_head)
-    llama_config = base.replace(**llama)
-    llama["ffn_dim"] = matching_ffn_dim(base, llama_config)
+    ffn_dim = matching_ffn_dim(base, base.replace(**llama))
+    gpt2 = {"preset": "gpt2"}
     sets = {
-        "gpt2 (default)": {},
-        "rmsnorm": {"norm": "rmsnorm"},
-        "rope": {"positional": "rope"},
-        "swiglu": {"mlp": "swiglu"},
-        "gqa": {"n_kv_head": max(1, base.n_head // 2)},
-        "qk_norm": {"qk_norm": True},
-        "llama": llama,
+        "gpt2": gpt2,
+        "rmsnorm": {**gpt2, "norm": "rmsnorm"},
+        "rope": {**gpt2, "positional": "rope"},
+        "swiglu": {**gpt2, "mlp": "swiglu"},
+        "gqa": {**gpt2, "n_kv_head": max(1, base.n_head // 2)},
+        "qk_norm": {**gpt2, "qk_norm": True},
+        "llama": {"preset": "llama", "ffn_dim": ffn_dim},
     }
     return {name: [f"{k}={json.dumps(v) if isinstance(v, str) else str(v).lower()}"
                    for k, v in keys.items()] for name, keys in sets.items()}
@@ -85,6 +86,15 @@ def train(overrides: list[str], seed: int, budget: str, folder: Path) -> tuple[f
     return final_val_loss(folder / "metrics.jsonl")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (what a reader compares machines by), else the architecture."""
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", default="5m", help="each run's time budget")
@@ -94,8 +104,9 @@ def main():
     table = variants()
     names = args.variants.split(",") if args.variants else list(table)
     seeds = [int(s) for s in args.seeds.split(",")]
-    report = {"budget": args.budget, "seeds": seeds, "cpu": platform.processor() or
-              platform.machine(), "runs": {}}
+    report = {"budget": args.budget, "seeds": seeds, "cpu": cpu_name(), "runs": {}}
+    out = Path(__file__).parent / "results" / "modern_ablation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(f"{'variant':<16}{'params':>9}  " + "  ".join(f"seed {s:<4}" for s in seeds)
           + "    mean  steps")
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +123,7 @@ def main():
             print(f"{name:<16}{report['runs'][name]['params']:>9,}  "
                   + "  ".join(f"{v:<9.4f}" for v in losses)
                   + f"  {mean:.4f}  {sum(steps) // len(steps)}", flush=True)
-    out = Path(__file__).parent / "results" / "modern_ablation.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+            out.write_text(json.dumps(report, indent=1))  # a row at a time: a long run
     print(f"wrote {out}")
 
 
