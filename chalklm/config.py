@@ -112,19 +112,19 @@ class GPTConfig(_Config):
 
     vocab_size: int = 65
     block_size: int = 256  # context length: the most tokens the model looks at
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
+    n_layer: int = 6  # blocks, one after another
+    n_head: int = 6  # attention heads in each block (multi-head attention)
+    n_embd: int = 384  # numbers in each token's vector: the embedding's width
+    dropout: float = 0.0  # the share of activations zeroed while training (0: none)
     bias: bool = True  # biases in Linear and LayerNorm
-    # "learned" (PositionalEmbedding) or "sinusoidal" (PositionalEncoding)
+    # "learned" (PositionalEmbedding), "sinusoidal" (PositionalEncoding) or "rope" (rotary)
     positional: str = "learned"
     tie_embeddings: bool = True  # output layer reuses the token embedding matrix
-    activation: str = "gelu"  # the "gelu" MLP's; see ACTIVATIONS
+    activation: str = "gelu"  # the "gelu" MLP's nonlinearity; see ACTIVATIONS
     # The Llama-family pieces, each a switch (PRESETS["llama"] flips them all):
-    norm: str = "layernorm"  # or "rmsnorm"; see NORMS
+    norm: str = "layernorm"  # LayerNorm (GPT-2's) or RMSNorm (Llama's); see NORMS
     norm_eps: float = 1e-5  # added to the variance (or mean square) under the square root
-    mlp: str = "gelu"  # or "swiglu"; see MLPS
+    mlp: str = "gelu"  # GPT-2's MLP or Llama's gated one (SwiGLU); see MLPS
     ffn_dim: int | None = None  # the MLP's hidden width; None: 4 n_embd (gelu), 8/3 (swiglu)
     n_kv_head: int | None = None  # key/value heads (grouped-query attention); None: n_head
     qk_norm: bool = False  # RMSNorm on each head's queries and keys before the scores
@@ -203,18 +203,18 @@ class TransformerConfig(_Config):
 
     src_vocab_size: int = 8000
     tgt_vocab_size: int = 8000
-    n_layer_enc: int = 3
-    n_layer_dec: int = 3
-    n_head: int = 8
-    n_embd: int = 256
+    n_layer_enc: int = 3  # encoder blocks (they read the source sentence)
+    n_layer_dec: int = 3  # decoder blocks (they write the target sentence)
+    n_head: int = 8  # attention heads in each attention layer
+    n_embd: int = 256  # numbers in each token's vector: the embedding's width
     ffn_dim: int = 1024  # the MLP's hidden width (the paper: 2048 for 512 wide)
     activation: str = "relu"  # the MLP's: "relu" (the paper's); see ACTIVATIONS
-    dropout: float = 0.1
+    dropout: float = 0.1  # the share of activations zeroed while training (the paper's 0.1)
     max_len: int = 256  # the longest source or target, in tokens
     norm_first: bool = False  # False: the paper's post-norm; True: pre-norm (GPT-2's)
     positional: str = "sinusoidal"  # or "learned"
     tie_embeddings: bool = True  # source, target and output share one matrix
-    bias: bool = True
+    bias: bool = True  # biases in Linear and LayerNorm
     pad_id: int = 0  # the padding token: masked in attention, ignored in the loss
     label_smoothing: float = 0.1  # in the training loss (the paper's 0.1)
 

@@ -27,6 +27,8 @@ DEFAULT_CONFIG = "shakespeare_char"
 # `preset` (chalklm.config.PRESETS) names several model keys at once; keys beside it win
 MODEL_KEYS = (*(f.name for f in fields(GPTConfig) if f.name != "vocab_size"), "preset")
 MAX_SEED = 2**63 - 1  # seeds torch and NumPy both take (torch adds the process rank)
+CHOICES = {"engine": ("torch", "scratch"), "device": ("cpu", "cuda", "auto"),
+           "dtype": ("fp32", "bf16", "auto")}  # the values each of these train keys allows
 
 
 @dataclass
@@ -35,34 +37,32 @@ class TrainConfig:
 
     data: str = "shakespeare"  # a dataset name or a text file
     tokenizer: str = "char"  # char, bpe, or a tokenizer JSON file
-    out: str = "runs/shakespeare_char"
+    out: str = "runs/shakespeare_char"  # the run folder: checkpoints, metrics, loss.png
     engine: str = "torch"  # torch (fast) or scratch (the glass box)
-    device: str = "auto"  # cpu, cuda or auto
+    device: str = "auto"  # cpu, cuda or auto (a CUDA GPU if PyTorch sees one, else the CPU)
     dtype: str = "auto"  # fp32, bf16 or auto (bf16 where the hardware has it)
     compile: bool | str = False  # torch.compile: true, false or "auto" (compile_pays_off)
-    seed: int = 1337
-    batch_size: int = 32
+    seed: int = 1337  # seeds the weights, the batches and dropout: same seed, same run
+    batch_size: int = 32  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int = 5000
+    max_steps: int = 5000  # optimizer steps; a time budget may end the run first
     time_budget: float = 0.0  # seconds; 0 = no limit. Also accepts "5m", "90s", "1h"
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the peak, reached at the end of warmup
     min_lr: float = 1e-4  # where cosine decay ends
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # steps over which the learning rate rises linearly to its peak
     decay_steps: int = 0  # length of the cosine decay in steps; 0 = max_steps
-    weight_decay: float = 0.1  # on matrices only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 = no clipping
+    weight_decay: float = 0.1  # AdamW's weight decay, on matrices only
+    beta1: float = 0.9  # AdamW's moving average of the gradients
+    beta2: float = 0.99  # AdamW's moving average of the squared gradients
+    grad_clip: float = 1.0  # the largest gradient norm a step takes; 0 = no clipping
     eval_interval: int = 500  # steps between full validation passes
-    log_interval: int = 10
-    eval_batch_size: int = 64
+    log_interval: int = 10  # steps between lines of metrics.jsonl
+    eval_batch_size: int = 64  # sequences per validation batch
     sample_tokens: int = 500  # text sampled at the end of training; 0 = none
 
     def __post_init__(self):
         self.time_budget = parse_duration(self.time_budget)
-        choices = {"engine": ("torch", "scratch"), "device": ("cpu", "cuda", "auto"),
-                   "dtype": ("fp32", "bf16", "auto")}
-        for key, allowed in choices.items():
+        for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, key)!r}")

@@ -36,12 +36,12 @@ class TranslationTrainConfig(TrainConfig):
     """TrainConfig with the paper's recipe as defaults, plus where the sentence pairs are."""
 
     data: str = "multi30k"  # "multi30k", or "files" to read train_src/train_tgt/val_*
-    src_lang: str = "de"
-    tgt_lang: str = "en"
+    src_lang: str = "de"  # the language translated from (Multi30k: de)
+    tgt_lang: str = "en"  # the language translated into
     train_src: str = ""  # aligned text files, one sentence a line (data = "files")
-    train_tgt: str = ""
+    train_tgt: str = ""  # their translations, line by line
     val_src: str = ""  # optional: without them the last pairs of train_* are held out
-    val_tgt: str = ""
+    val_tgt: str = ""  # their translations
     tokenizer: str = "bpe"  # "bpe" (trained on both languages) or a tokenizer JSON file
     vocab_size: int = 8000  # of the BPE tokenizer trained here
     out: str = "runs/multi30k_de_en"
@@ -53,7 +53,7 @@ class TranslationTrainConfig(TrainConfig):
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.98
-    adam_eps: float = 1e-9
+    adam_eps: float = 1e-9  # added to Adam's denominator (the paper's 1e-9)
     grad_clip: float = 0.0
     average_last: int = 5  # checkpoints averaged into averaged/ at the end (0: none)
     bleu_sentences: int = 200  # validation sentences translated (greedy) at the end
