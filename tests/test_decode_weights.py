@@ -1,6 +1,8 @@
 """One-token steps on a CPU multiply by row-major copies of the weights: same numbers,
 never a stale copy."""
 
+import threading
+
 import pytest
 import torch
 
@@ -22,6 +24,13 @@ def make_layer(n_in=24, n_out=40, bias=True, seed=0):
 @pytest.fixture
 def layer():
     return make_layer()
+
+
+@pytest.fixture(autouse=True)
+def opted_in():
+    """These tests call layers as a generation step does: inside `decoding()`."""
+    with decode_weights.decoding():
+        yield
 
 
 def ordinary(x, layer):
@@ -48,6 +57,26 @@ def test_layers_reading_one_input_become_one_product():
         joined = decode_weights.product(x, *decode_weights.packed(owner, layers))
     for part, layer in zip(joined.split(24, dim=-1), layers):
         torch.testing.assert_close(part, ordinary(x, layer), atol=1e-5, rtol=1e-5)
+
+
+def test_only_generation_opts_in():
+    """Outside `decoding()` (training, evaluation, a learner calling the model) every layer
+    multiplies the plain way, even for one row without gradients."""
+    layer, one = make_layer(8, 4), torch.randn(1, 1, 8)
+    outside = []
+
+    def elsewhere():  # another thread: `decoding()` holds for the thread that entered it
+        with torch.no_grad():
+            outside.append(decode_weights.applies(one))
+            layer(one)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert outside == [False]
+    assert "_decode_weights" not in layer.__dict__  # no copy made
+    with torch.no_grad():
+        assert decode_weights.applies(one)  # this thread is inside `decoding()`
 
 
 def test_it_applies_only_to_a_few_float32_rows_without_gradients():

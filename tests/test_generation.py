@@ -1,6 +1,7 @@
 """Generation: KV cache in both engines, sampling controls, batches, sliding, errors, CLI."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ from chalklm.generation import (
     probabilities,
     stream,
 )
-from chalklm.models import GPT
+from chalklm.models import GPT, fused_step
 from chalklm.scratch import no_grad
 from chalklm.scratch.gpt import GPT as ScratchGPT
 from chalklm.scratch.kv_cache import KVCache
@@ -379,8 +380,23 @@ def test_cli_json_and_stop(checkpoint, capsys):
     sample = result["samples"][0]
     assert sample["stopped_by"] == stop and sample["text"] == free[:free.find(stop)]
     assert result["controls"]["num_samples"] == 2 and len(result["samples"]) == 2
+    # two rows: PyTorch's step (the C step takes one row), and it says so
+    assert result["path"] == "PyTorch, models/gpt.py, with the KV cache; no C step: " + (
+        "2 rows (it takes one)" if fused_step._decode is not None and
+        os.environ.get("CHALKLM_PURE_PYTHON") != "1" else fused_step.why_not(fast, None))
     assert run_cli(argv[:-5] + ["--stop", stop]) == 0  # streamed: cut before the stop
     assert capsys.readouterr().out == "ab" + free[:free.find(stop)] + "\n"
+
+
+def test_cli_verbose_says_which_code_computed_the_tokens(checkpoint, capsys):
+    argv = ["sample", "--checkpoint", str(checkpoint), "--prompt", "ab",
+            "--max-new-tokens", "5", "--verbose", "--engine", "scratch"]
+    assert run_cli(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ab") and len(captured.out) == 2 + 5 + 1  # text alone
+    assert captured.err.startswith("5 tokens in ")
+    assert captured.err.rstrip().endswith("computed by the glass box (NumPy), scratch/gpt.py, "
+                                          "with the KV cache")
 
 
 def test_cli_show_probs(checkpoint, capsys):

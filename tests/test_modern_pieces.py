@@ -14,7 +14,7 @@ import chalklm.scratch as cs
 from chalklm.checkpoint import load_config, load_weights, save_checkpoint
 from chalklm.config import GPTConfig, preset_keys
 from chalklm.errors import ConfigError
-from chalklm.generation import generate
+from chalklm.generation import generate, stream
 from chalklm.models import GPT as TorchGPT
 from chalklm.models import fused_step
 from chalklm.models.kv_cache import KVCache as TorchCache
@@ -167,6 +167,14 @@ def test_the_c_step_steps_aside_for_a_changed_model(monkeypatch):
     # greedy on negated logits picks the least likely token: the change shows
     assert generate(changed, [[1, 2]], 6, temperature=0) != \
         generate(plain, [[1, 2]], 6, temperature=0)
+    # and generation says which code ran, and why the C step did not
+    step = next(stream(changed, [[1, 2]], 2, temperature=0))
+    assert step.path.startswith("PyTorch, models/gpt.py") and "Doubled" in step.path
+    plain_path = next(stream(plain, [[1, 2]], 2, temperature=0)).path
+    if fused_step._decode is not None:
+        assert plain_path == "the C step (models/fused_step.py)"
+    else:
+        assert "no C step: not built" in plain_path
 
 
 def test_rope_scores_depend_only_on_the_distance_between_tokens():

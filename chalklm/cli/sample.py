@@ -1,7 +1,8 @@
 """`chalklm sample`: generate text from a checkpoint, with either engine.
 
 The text is written to the terminal token by token as it is produced. `--json` prints one
-machine-readable result instead; `--show-probs` prints, for each new token, the top
+machine-readable result instead (with `path`: which code computed the tokens, as
+`--verbose` says on stderr); `--show-probs` prints, for each new token, the top
 candidates after softmax with their chances (the article's softmax at work).
 """
 
@@ -53,6 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true",
                    help="compile the one-token step with torch.compile (slow once, then faster)")
     p.add_argument("--json", action="store_true", help="print one JSON result, not the text")
+    p.add_argument("--verbose", action="store_true",
+                   help="afterwards, say on stderr which code computed the tokens (the C "
+                        "step, PyTorch, the glass box) and how fast")
     p.add_argument("--show-probs", type=positive_int, nargs="?", const=DEFAULT_CANDIDATES,
                    default=None, metavar="N",
                    help="for each new token, print the top N candidates after softmax "
@@ -133,11 +137,11 @@ def run(args) -> int:
     elif args.show_probs is not None and not args.json:
         print(f"each new token, then the {args.show_probs} likeliest candidates after "
               f"softmax (temperature {args.temperature}):")
-    samples, tops, timing = _written(lambda: _collect(steps, args, tokenizer, printer),
-                                     model.config.vocab_size, tokenizer, args.checkpoint)
+    samples, tops, timing, path = _written(lambda: _collect(steps, args, tokenizer, printer),
+                                           model.config.vocab_size, tokenizer, args.checkpoint)
     if printer is not None:
         _written(printer.finish, model.config.vocab_size, tokenizer, args.checkpoint)
-        return 0
+        return _say_how(samples, timing, path) if args.verbose else 0
     texts = _written(lambda: [tokenizer.decode(ids) for ids in samples],
                      model.config.vocab_size, tokenizer, args.checkpoint)
     results = []
@@ -148,14 +152,14 @@ def run(args) -> int:
             result["top"] = top
         results.append(result)
     if args.json:
-        print(json.dumps(_json_report(args, start, prompt_ids, stop, results, timing),
-                         ensure_ascii=False))
+        report = _json_report(args, start, prompt_ids, stop, results, timing)
+        print(json.dumps({**report, "path": path}, ensure_ascii=False))
         return 0
     for i, result in enumerate(results):
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         print(args.prompt + result["text"])
-    return 0
+    return _say_how(samples, timing, path) if args.verbose else 0
 
 
 def _written(write, model_vocab: int, tokenizer, checkpoint):
@@ -197,9 +201,10 @@ def _collect(steps, args, tokenizer, printer):
     samples = [[] for _ in range(args.num_samples)]
     tops = [[] for _ in range(args.num_samples)]
     started = time.perf_counter()
-    first_token_s = None
+    first_token_s, path = None, ""
     for step in steps:
         first_token_s = first_token_s or time.perf_counter() - started
+        path = step.path
         for b, token in enumerate(step.ids):
             if token is None:
                 continue
@@ -213,7 +218,18 @@ def _collect(steps, args, tokenizer, printer):
                     tag = f"[{b + 1}] " if args.num_samples > 1 else ""
                     cands = "  ".join(f"{t!r} {p:6.1%}" for t, p in top)
                     print(f"{tag}{tokenizer.decode([token])!r:>8}  <-  {cands}")
-    return samples, tops, (time.perf_counter() - started, first_token_s or 0.0)
+    return samples, tops, (time.perf_counter() - started, first_token_s or 0.0), path
+
+
+def _say_how(samples, timing, path: str) -> int:
+    """--verbose: which code computed the tokens, and how fast (on stderr: the text on
+    stdout stays the text). Returns the exit status, 0."""
+    seconds, first_token_s = timing
+    n = sum(len(ids) for ids in samples)
+    rate = f" ({n / seconds:.1f} tokens/s)" if seconds > 0 else ""
+    print(f"{n} tokens in {seconds:.2f} s{rate}, the first after {first_token_s:.2f} s; "
+          f"computed by {path}", file=sys.stderr)
+    return 0
 
 
 def _json_report(args, start, prompt_ids, stop, results, timing) -> dict:

@@ -35,12 +35,14 @@ from chalklm.generation.sampling import Controls, pick, probabilities
 @dataclass
 class Step:
     """One step of `stream`: the new id of each row (None where the row had already
-    stopped), which rows a stop string ended just now, and, when asked, the chances
-    (rows, vocab) each id was drawn from."""
+    stopped), which rows a stop string ended just now, when asked the chances (rows,
+    vocab) each id was drawn from, and which code computes the new tokens' scores (the C
+    step, PyTorch, the glass box...: generation/runners.py)."""
 
     ids: list[int | None]
     stopped: list[bool]
     probs: np.ndarray | None = None
+    path: str = ""
 
 
 def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
@@ -112,7 +114,7 @@ def stream(model, prompts, max_new_tokens: int, *, temperature: float = 1.0,
                     seen[b, i] = True
                 if stop and any(s in tokenizer.decode(generated[b]) for s in stop):
                     stopped[b] = done[b] = True
-            yield Step(out, stopped, chances)
+            yield Step(out, stopped, chances, runner.path)
             if n == max_new_tokens - 1 or all(done):
                 return
             if runner.full:  # no room for the new token: drop the oldest `slide` tokens

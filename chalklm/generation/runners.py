@@ -58,6 +58,8 @@ class CachedRunner:
 
 
 class ScratchRunner(CachedRunner):
+    path = "the glass box (NumPy), scratch/gpt.py, with the KV cache"
+
     def _new_cache(self, batch):
         from chalklm.scratch.kv_cache import KVCache
 
@@ -83,10 +85,12 @@ def _compiled_step(model):
 
 
 def _fused_step(model, cache):
-    """The one-token step in one C call (models/fused_step.py), where it applies, else None."""
+    """(The one-token step in one C call (models/fused_step.py), or None where it does not
+    apply; why not, or None)."""
     from chalklm.models import fused_step
 
-    return fused_step.FusedStep(model, cache) if fused_step.applies(model, cache) else None
+    why = fused_step.why_not(model, cache)
+    return (fused_step.FusedStep(model, cache) if why is None else None), why
 
 
 class TorchRunner(CachedRunner):
@@ -100,6 +104,17 @@ class TorchRunner(CachedRunner):
         self.one_token = _compiled_step(model) if compile else model
         self.checked = False  # whether this generation's first step has run (see `step`)
         self.fused = None  # the C step, where it applies (models/fused_step.py)
+        self.no_fused = None  # why it does not, once a prompt has run
+
+    @property
+    def path(self) -> str:
+        """Which code computes each new token (`chalklm sample --verbose` and --json)."""
+        if self.fused is not None:
+            return "the C step (models/fused_step.py)"
+        step = "torch.compile of models/gpt.py" if self.one_token is not self.model else \
+            "PyTorch, models/gpt.py"
+        why = f"; no C step: {self.no_fused}" if self.no_fused else ""
+        return f"{step}, with the KV cache{why}"
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
@@ -116,7 +131,7 @@ class TorchRunner(CachedRunner):
     def _prompt(self, ids: np.ndarray) -> np.ndarray:
         """One row in fp32 on a CPU: the C step (models/fused_step.py) takes the tokens
         after the prompt (the prompt's tokens go faster together, through PyTorch)."""
-        self.fused = _fused_step(self.model, self.cache)
+        self.fused, self.no_fused = _fused_step(self.model, self.cache)
         return self._run(ids)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
@@ -133,8 +148,10 @@ class TorchRunner(CachedRunner):
             return self._run(ids[:, None], self.one_token)
 
     def _run(self, ids: np.ndarray, forward=None) -> np.ndarray:
+        from chalklm.models import decode_weights
+
         torch = self.torch
-        with torch.inference_mode():
+        with torch.inference_mode(), decode_weights.decoding():  # opt in (see there)
             x = torch.from_numpy(ids)
             if self.device.type != "cpu":
                 x = x.to(self.device, non_blocking=True)
@@ -147,8 +164,10 @@ class UncachedRunner:
 
     full = False
 
-    def __init__(self, next_logits: Callable[[np.ndarray], np.ndarray], block_size: int):
+    def __init__(self, next_logits: Callable[[np.ndarray], np.ndarray], block_size: int,
+                 path: str = "a next-token function"):
         self.next_logits, self.block_size = next_logits, block_size
+        self.path = f"{path}, no cache: the last block_size tokens re-read for each token"
 
     def prefill(self, rows: list[list[int]]) -> np.ndarray:
         self.rows = [list(r) for r in rows]
@@ -222,5 +241,8 @@ def runner_for(model, use_cache: bool, block_size: int | None, compile: bool = F
         return UncachedRunner(model, block_size)
     if use_cache:
         return ScratchRunner(model) if kind == "scratch" else TorchRunner(model, compile)
-    fn = scratch_next_logits(model) if kind == "scratch" else torch_next_logits(model)
-    return UncachedRunner(fn, model.config.block_size)
+    if kind == "scratch":
+        return UncachedRunner(scratch_next_logits(model), model.config.block_size,
+                              "the glass box (NumPy), scratch/gpt.py")
+    return UncachedRunner(torch_next_logits(model), model.config.block_size,
+                          "PyTorch, models/gpt.py")

@@ -15,8 +15,11 @@ a training step or a load writes into it in place, which bumps the tensor's vers
 The copies double the weights' memory while the model lives. A tied output needs none:
 the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
-It applies (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows
-(a batch of up to 16 sequences, or a short prompt). Checking costs a few microseconds a
+Generation opts in (`decoding()`: the runners of chalklm/generation/runners.py enter it);
+everywhere else (training, evaluation, the explain page, a learner calling `model(x)`)
+every layer multiplies the plain way of models/layers.py. Inside `decoding()` it applies
+(`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows (a batch of
+up to 16 sequences, or a short prompt). Checking costs a few microseconds a
 layer, and compiled code cannot check at all, so generation checks once a call: its first
 step runs eagerly and checks every copy, and the steps after it (compiled or not) run
 inside `checked()`, which reads the copies as they are. Within a call the weights do not
@@ -38,9 +41,11 @@ MAX_ROWS = 16  # measured: at 32 rows the ordinary product catches up (small mod
 
 
 def applies(x: torch.Tensor) -> bool:
-    """True for a few float32 rows on a CPU with gradients off (a decode step)."""
+    """True inside `decoding()` for a few float32 rows on a CPU with gradients off (a
+    decode step)."""
     return (
-        x.dtype == torch.float32
+        getattr(_state, "decoding", False)
+        and x.dtype == torch.float32
         and x.numel() <= MAX_ROWS * x.shape[-1]
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
@@ -65,10 +70,22 @@ def packed(owner: torch.nn.Module, layers) -> tuple[torch.Tensor, torch.Tensor |
     return kept[1], kept[2]
 
 
-# `checked` is True inside `checked()`, for this thread only: another thread generating
-# with another model (a web server answers several at once) still checks its copies.
+# `decoding` is True inside `decoding()` and `checked` inside `checked()`, for this thread
+# only: another thread generating with another model (a web server answers several at
+# once) still checks its copies, and a thread training beside it multiplies the plain way.
 # Compiled code is traced once for each value, and guards on this thread's.
 _state = threading.local()
+
+
+@contextmanager
+def decoding():
+    """Inside, a one-token step may read the copies (`applies`): how generation opts in.
+    For this thread only, as `checked()`."""
+    before, _state.decoding = getattr(_state, "decoding", False), True
+    try:
+        yield
+    finally:
+        _state.decoding = before
 
 
 @contextmanager

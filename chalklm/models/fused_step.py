@@ -42,24 +42,36 @@ POS, TOKEN = SIZES.index("pos"), SIZES.index("token")
 
 
 def applies(model, cache) -> bool:
-    """True where the C step computes what `model(ids, cache=cache)` computes: every module
-    of chalklm's own classes (a model whose code someone changed steps aside on its own:
-    the C step cannot know the change), every parameter float32 (or every one bfloat16)
-    on a CPU, one row of float32 cache without padding, of the model's own shape."""
-    if _decode is None or os.environ.get("CHALKLM_PURE_PYTHON") == "1":
-        return False
-    if not all(type(m) in _STOCK for m in model.modules()):
-        return False
+    """True where the C step computes what `model(ids, cache=cache)` computes (`why_not`)."""
+    return why_not(model, cache) is None
+
+
+def why_not(model, cache) -> str | None:
+    """Why the C step would not compute what `model(ids, cache=cache)` computes; None where
+    it does: every module of chalklm's own classes (a model whose code someone changed
+    steps aside on its own: the C step cannot know the change), every parameter float32
+    (or every one bfloat16) on a CPU, one row of float32 cache without padding, of the
+    model's own shape."""
+    if _decode is None:
+        return "not built (chalklm was installed without a C compiler)"
+    if os.environ.get("CHALKLM_PURE_PYTHON") == "1":
+        return "CHALKLM_PURE_PYTHON=1"
+    changed = sorted({type(m).__name__ for m in model.modules() if type(m) not in _STOCK})
+    if changed:
+        return f"{', '.join(changed)}: not chalklm's own code, which the C step repeats"
     c = model.config
     dtype = model.token_embedding.weight.dtype
-    return (dtype in DTYPES
-            and all(p.dtype == dtype and p.device.type == "cpu" for p in model.parameters())
-            and cache.batch == 1 and not cache.padded and cache.keys.dtype == torch.float32
-            and cache.keys.device.type == "cpu"
+    if dtype not in DTYPES or any(p.dtype != dtype or p.device.type != "cpu"
+                                  for p in model.parameters()):
+        return "the weights are not all float32 (or all bfloat16) on a CPU"
+    if cache.batch != 1 or cache.padded:
+        return f"{cache.batch} rows{' with padding' if cache.padded else ''} (it takes one)"
+    fits = (cache.keys.dtype == torch.float32 and cache.keys.device.type == "cpu"
             and tuple(cache.keys.shape) == (c.n_layer, 1, c.kv_heads, cache.max_len,
                                             c.head_size)
             and cache.keys.shape == cache.values.shape and cache.max_len <= c.block_size
             and tuple(model.token_embedding.weight.shape) == (c.vocab_size, c.n_embd))
+    return None if fits else "the cache or a weight does not fit the model's config"
 
 
 # the classes whose arithmetic `_decode.c` repeats
