@@ -81,6 +81,15 @@ def test_bare_chalklm_is_a_usage_error_on_stderr(capsys):
     assert err
 
 
+@pytest.mark.parametrize("argv, suggestion", [
+    (["train", "--n_layer=4"], "--set n_layer=4"),  # nanoGPT's way of setting a key
+    (["train", "--learning-rate", "3e-4"], "--set learning_rate=3e-4"),
+    (["train", "--dropout"], "--set dropout=VALUE"),
+])
+def test_a_config_key_typed_as_an_option_suggests_set(capsys, argv, suggestion):
+    refused(argv, capsys, "unrecognized arguments", suggestion)
+
+
 def test_a_config_that_is_not_utf8(files, tmp_path, capsys):
     (tmp_path / "bad.toml").write_bytes(b"[model]\nn_layer = 1 # \xff\n")
     refused(["train", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r")],

@@ -98,12 +98,15 @@ def test_resume_with_other_batches_per_step_says_so(tiny, capsys):
     assert "took 2 micro-batch(es) a step" in capsys.readouterr().err
 
 
-def test_loss_falls_and_metrics_are_complete(tiny, tmp_path):
+def test_loss_falls_and_metrics_are_complete(tiny, tmp_path, capsys):
     assert run_cli(tiny("run", "--max-steps", "60", "--set", "eval_interval=30",
                         "--set", "learning_rate=1e-2", "--set", "decay_steps=0",
                         "--set", "dropout=0.0")) == 0
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
                if x]
+    at_30 = [r["val_loss"] for r in records if r["step"] == 30 and "val_loss" in r]
+    # each evaluation is a plain line of its own (the final one: the summary line)
+    assert f"step 30: validation loss {at_30[0]:.4f} (best " in capsys.readouterr().out
     first, last = records[0], [r for r in records if "train_loss" in r][-1]
     assert {"step", "train_loss", "lr", "grad_norm", "tokens_per_s"} <= set(first)
     assert last["train_loss"] < first["train_loss"] - 0.5

@@ -23,7 +23,26 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit 2), not the whole usage text."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        hint = _set_hint(message) or f" (see {self.prog} --help)"
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+
+def _set_hint(message: str) -> str:
+    """nanoGPT's style, `--n_layer=4`: a config key typed as an option. chalklm sets config
+    keys with `--set`: say so, with the user's own key and value."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    from chalklm.training.config import MODEL_KEYS, TRAIN_KEYS
+
+    words = message.partition(":")[2].split()
+    for i, word in enumerate(words):
+        key, _, value = word.lstrip("-").partition("=")
+        key = key.replace("-", "_")
+        if word.startswith("--") and key in MODEL_KEYS + TRAIN_KEYS:
+            following = words[i + 1] if i + 1 < len(words) else "-"
+            value = value or (following if not following.startswith("-") else "VALUE")
+            return f"; config keys are set with --set: --set {key}={value}"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:

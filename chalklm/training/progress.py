@@ -17,7 +17,7 @@ PLAIN_EVERY_S = 10.0
 
 class PlainProgress:
     """The part of tqdm's interface the trainer uses (`n`, `update`, `set_postfix_str`,
-    `close`), written as plain lines at most every `every` seconds."""
+    `write`, `close`), written as plain lines at most every `every` seconds."""
 
     def __init__(self, total: float, initial: float = 0, unit: str = "", desc: str = "",
                  file=None, every: float = PLAIN_EVERY_S, clock=time.monotonic):
@@ -32,6 +32,10 @@ class PlainProgress:
 
     def set_postfix_str(self, text: str) -> None:
         self.postfix = text
+
+    def write(self, text: str) -> None:
+        """A line of its own on stdout (tqdm's `write`: there it goes above the bar)."""
+        print(text, flush=True)
 
     def close(self) -> None:
         if self.n != self.shown_n:

@@ -391,6 +391,9 @@ class Trainer:
             if self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
                 record = self._eval_and_save(record or {"step": self.step, "lr": lr})
                 last_good = self.step
+                if self.dist.is_main:  # a plain line that stays, above the live bar
+                    bar.write(f"step {self.step}: validation loss {record['val_loss']:.4f} "
+                              f"(best {self.best_val:.4f})")
                 window_start, window_steps = time.perf_counter(), 0
             if record is not None and self.dist.is_main:
                 self.metrics.write(record)
