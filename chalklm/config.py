@@ -176,7 +176,7 @@ def default_kv_heads(n_head: int) -> int:
 # A preset names a combination of the switches; keys given beside it win.
 PRESETS = {
     "gpt2": dict(norm="layernorm", positional="learned", mlp="gelu", bias=True,
-                 qk_norm=False, n_kv_head=None),
+                 qk_norm=False, n_kv_head=None, ffn_dim=None),  # the MLP 4 n_embd wide
     "llama": dict(norm="rmsnorm", positional="rope", mlp="swiglu", bias=False,
                   qk_norm=False, n_kv_head=default_kv_heads),
 }
