@@ -14,8 +14,8 @@ import numpy as np
 
 from chalklm.demos import leaf_flower
 from chalklm.demos.tasks import LEAF_OR_FLOWER, make_split
+from chalklm.explain.locks import GLASS_LOCK
 from chalklm.explain.requests import BadRequest, number
-from chalklm.explain.session import GLASS_LOCK
 from chalklm.explain.trace import code_of
 from chalklm.scratch import Tensor, manual_seed, no_grad
 from chalklm.scratch.models import SimpleNetwork

@@ -18,14 +18,11 @@ from chalklm import checkpoint, generation
 from chalklm.config import GPTConfig
 from chalklm.errors import ChalkError, ConfigError, TokenizerError
 from chalklm.explain import trace as tracing
+from chalklm.explain.locks import GLASS_LOCK
 from chalklm.explain.requests import BadRequest
 
 TOP_CANDIDATES = 20  # next-token candidates /api/next lists
 TOP_EACH = 5  # candidates /api/forward lists for every position
-# The glass box keeps one switch for "record gradients" for the whole process
-# (chalklm.scratch.no_grad), so every use of it here, this model and the leaf/flower
-# network alike, takes turns.
-GLASS_LOCK = threading.Lock()
 
 
 def open_checkpoint(path):

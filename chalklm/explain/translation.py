@@ -15,8 +15,8 @@ import threading
 
 import numpy as np
 
+from chalklm.explain.locks import GLASS_LOCK
 from chalklm.explain.requests import BadRequest
-from chalklm.explain.session import GLASS_LOCK
 from chalklm.explain.trace import code_of
 
 MAX_BEAM = 8

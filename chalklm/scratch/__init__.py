@@ -3,6 +3,7 @@
 Read in this order:
   autograd.py    `Tensor`: the graph, backward (the chain rule), arithmetic (+ - * / @)
   elementwise.py exp, log, tanh, ReLU, GELU, SiLU, ...: each derivative beside its forward
+                 (each family below also makes its ops Tensor methods: x.exp() is exp(x))
   reductions.py  sum, mean, max
   shapes.py      reshape, transpose, index (gather), concatenate, stack, where
   probability.py softmax, log_softmax, cross_entropy, dropout
@@ -17,6 +18,9 @@ Read in this order:
 Nothing here imports torch.
 """
 
+# Each op family gives the Tensor its methods when imported (x.exp(), x.sum(), x.T, ...),
+# so the package imports all four, reductions too, whose sum and max stay unexported.
+from chalklm.scratch import reductions  # noqa: F401
 from chalklm.scratch.autograd import (
     Tensor,
     is_grad_enabled,

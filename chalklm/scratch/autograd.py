@@ -4,7 +4,10 @@ This file is the `Tensor`, its graph walk (`backward`) and arithmetic (+ - * / *
 other operations live beside it by family, each derivative beside its forward:
 elementwise.py (exp, tanh, GELU, SiLU, ...), reductions.py (sum, mean, max), shapes.py
 (reshape, transpose, index, concatenate, where) and probability.py (softmax,
-cross-entropy, dropout); a Tensor has each of them as a method too (`x.exp()`).
+cross-entropy, dropout). Each family imports the Tensor from here (never the other way
+round) and gives it its operations as methods (`x.exp()` is `exp(x)`); the package
+(chalklm/scratch/__init__.py) imports every family, so a Tensor has all its methods as
+soon as anything of the glass box is imported.
 
 A `Tensor` holds an array (`.data`) and, after `backward()`, the derivative of the final
 number with respect to every entry (`.grad`). Every operation computes its result
@@ -287,72 +290,6 @@ class Tensor:
     def __rmatmul__(self, other) -> Tensor:
         return matmul(self._lift(other), self)
 
-    # ---- the other families, as methods (`x.exp()` is `elementwise.exp(x)`) -------------
-
-    def exp(self) -> Tensor:
-        return elementwise.exp(self)
-
-    def log(self) -> Tensor:
-        return elementwise.log(self)
-
-    def sqrt(self) -> Tensor:
-        return elementwise.sqrt(self)
-
-    def tanh(self) -> Tensor:
-        return elementwise.tanh(self)
-
-    def relu(self) -> Tensor:
-        return elementwise.relu(self)
-
-    def sigmoid(self) -> Tensor:
-        return elementwise.sigmoid(self)
-
-    def silu(self) -> Tensor:
-        return elementwise.silu(self)
-
-    def gelu(self) -> Tensor:
-        return elementwise.gelu(self)
-
-    def gelu_exact(self) -> Tensor:
-        return elementwise.gelu_exact(self)
-
-    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
-        return reductions.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
-        return reductions.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims: bool = False) -> Tensor:
-        return reductions.max(self, axis, keepdims)
-
-    def reshape(self, *shape) -> Tensor:
-        return shapes.reshape(self, *shape)
-
-    def transpose(self, *axes) -> Tensor:
-        return shapes.transpose(self, *axes)
-
-    @property
-    def T(self) -> Tensor:
-        return shapes.transpose(self)
-
-    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
-        return shapes.swapaxes(self, axis1, axis2)
-
-    def __getitem__(self, index) -> Tensor:
-        return shapes.index(self, index)
-
-    def masked_fill(self, mask, value: float) -> Tensor:
-        return shapes.masked_fill(self, mask, value)
-
-    def softmax(self, axis: int = -1) -> Tensor:
-        return probability.softmax(self, axis)
-
-    def log_softmax(self, axis: int = -1) -> Tensor:
-        return probability.log_softmax(self, axis)
-
-    def dropout(self, p: float, training: bool = True) -> Tensor:
-        return probability.dropout(self, p, training)
-
 
 def _power(x: np.ndarray, n):
     """x ** n, with small whole powers as products (float ** is far slower than *)."""
@@ -411,7 +348,3 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     out._backward = backward
     return out
 
-
-# The families import Tensor from here, so they come last (Python allows the cycle once
-# Tensor exists); the Tensor's methods above reach them at call time.
-from chalklm.scratch import elementwise, probability, reductions, shapes  # noqa: E402

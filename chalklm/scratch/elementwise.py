@@ -141,3 +141,15 @@ def gelu(x) -> Tensor:
 
     out._backward = backward
     return out
+
+
+# Each function is a Tensor method too: x.exp() is exp(x).
+Tensor.exp = exp
+Tensor.log = log
+Tensor.sqrt = sqrt
+Tensor.tanh = tanh
+Tensor.relu = relu
+Tensor.sigmoid = sigmoid
+Tensor.silu = silu
+Tensor.gelu = gelu
+Tensor.gelu_exact = gelu_exact

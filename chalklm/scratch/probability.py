@@ -104,3 +104,9 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 
     out._backward = backward
     return out
+
+
+# Each is a Tensor method too: x.softmax(axis) is softmax(x, axis).
+Tensor.softmax = softmax
+Tensor.log_softmax = log_softmax
+Tensor.dropout = dropout

@@ -55,3 +55,9 @@ def _restore_axes(grad: np.ndarray, axis, ndim: int) -> np.ndarray:
         return np.reshape(grad, (1,) * ndim)
     axes = (axis,) if isinstance(axis, int) else axis
     return np.expand_dims(grad, tuple(a % ndim for a in axes))
+
+
+# Each reduction is a Tensor method too: x.sum(axis) is sum(x, axis).
+Tensor.sum = sum
+Tensor.mean = mean
+Tensor.max = max

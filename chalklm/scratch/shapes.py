@@ -159,3 +159,12 @@ def where(condition, a, b) -> Tensor:
 def masked_fill(x: Tensor, mask, value: float) -> Tensor:
     """x with `value` wherever mask is true (as the causal mask fills future scores with -inf)."""
     return where(mask, Tensor(value, dtype=x.dtype), x)
+
+
+# The Tensor's own ways to move numbers: x.reshape(...), x.T, x[key], x.masked_fill(...).
+Tensor.reshape = reshape
+Tensor.transpose = transpose
+Tensor.T = property(transpose)
+Tensor.swapaxes = swapaxes
+Tensor.__getitem__ = index
+Tensor.masked_fill = masked_fill
