@@ -69,6 +69,17 @@ def test_explicit_attention_math_path_matches_too():
                                rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("queries,keys", [(1, 1), (5, 5), (2, 6), (1, 4)])
+def test_both_causal_masks_say_true_where_a_query_may_look(queries, keys):
+    from chalklm.models.layers import causal_mask as fast_mask
+    from chalklm.scratch.attention import causal_mask as glass_mask
+
+    glass = glass_mask(queries, keys)
+    np.testing.assert_array_equal(glass, fast_mask(queries, keys, torch.device("cpu")).numpy())
+    assert glass[-1].all()  # the newest query sees every key, itself included
+    assert glass.sum() == sum(keys - queries + i + 1 for i in range(queries))
+
+
 def test_a_fast_engine_checkpoint_greedy_generates_the_same_text_in_the_glass_box(tmp_path):
     from chalklm.checkpoint import load_config, load_weights, save_checkpoint
     from chalklm.generation import generate, torch_next_logits

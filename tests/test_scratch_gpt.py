@@ -105,10 +105,10 @@ def test_causal_mask_later_tokens_do_not_change_earlier_logits():
     assert not np.allclose(a.data[:, 5:], b.data[:, 5:])
 
 
-def test_causal_mask_hides_exactly_the_later_positions():
-    np.testing.assert_array_equal(causal_mask(3, 3), np.triu(np.ones((3, 3), bool), 1))
+def test_causal_mask_lets_each_query_look_exactly_at_itself_and_earlier_positions():
+    np.testing.assert_array_equal(causal_mask(3, 3), np.tril(np.ones((3, 3), bool)))
     # two new queries at the end of a 4-token sequence see everything up to themselves
-    np.testing.assert_array_equal(causal_mask(2, 4), [[0, 0, 0, 1], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(causal_mask(2, 4), [[1, 1, 1, 0], [1, 1, 1, 1]])
 
 
 def test_attention_weights_rows_sum_to_one_and_respect_the_mask():
@@ -119,7 +119,8 @@ def test_attention_weights_rows_sum_to_one_and_respect_the_mask():
     w = attn.attention.last_weights
     assert w.shape == (2, 2, 4, 4)
     np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
-    assert np.all(w[..., causal_mask(4, 4)] == 0)
+    assert np.all(w[..., ~causal_mask(4, 4)] == 0)
+    assert np.all(w[..., causal_mask(4, 4)] > 0)
 
 
 def test_cross_attention_reads_keys_from_context_and_honours_padding():

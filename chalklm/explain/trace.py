@@ -89,7 +89,7 @@ class GlassEngine(Engine):
         from chalklm.scratch import Tensor
         return np.asarray(t.data if isinstance(t, Tensor) else t, dtype=np.float32)
 
-    def hidden_mask(self, T: int):
+    def causal_mask(self, T: int):
         from chalklm.scratch.attention import causal_mask
         return causal_mask(T, T)
 
@@ -127,9 +127,9 @@ class TorchEngine(Engine):
     def array(self, t) -> np.ndarray:
         return t.detach().float().cpu().numpy()
 
-    def hidden_mask(self, T: int):
+    def causal_mask(self, T: int):
         from chalklm.models.layers import causal_mask
-        return ~causal_mask(T, T, self._device())
+        return causal_mask(T, T, self._device())
 
     def merge_heads(self, attn, y):
         B, H, T, hs = y.shape
@@ -180,9 +180,9 @@ def attention_piece(engine: Engine, attn, h, rope=None) -> tuple[object, dict]:
     group = q.shape[1] // k.shape[1]
     k, v = engine.repeat_heads(k, group), engine.repeat_heads(v, group)
     T, hs = q.shape[-2], q.shape[-1]
-    hidden = engine.hidden_mask(T)
+    keep = engine.causal_mask(T)  # True where a query may look at a key
     scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(hs))
-    weights = scores.masked_fill(hidden, -math.inf).softmax(-1)
+    weights = scores.masked_fill(~keep, -math.inf).softmax(-1)
     y = attn.attention(q, k, v, causal=True)  # the model's attention, not a copy of it
     concat = engine.merge_heads(attn, y)
     proj = attn.proj(concat)
@@ -267,7 +267,7 @@ def trace(model, ids: list[int]) -> dict:
             x, layer = block_piece(engine, block, x, rope)
             layers.append(layer)
         output = output_piece(engine, model, x)
-    mask = engine.hidden_mask(len(ids))
+    hidden = ~engine.causal_mask(len(ids))  # the API's mask: 1 where a query may not look
     return {"engine": engine.name, "ids": list(ids), "embedding": embedding, "layers": layers,
-            "mask": engine.array(mask),
+            "mask": engine.array(hidden),
             "output": output, "model_code": code_of(model)}

@@ -260,21 +260,22 @@ class SelfAttention(nn.Module):
         return mask
 
 
-def causal_mask(Tq: int, Tk: int, device: torch.device) -> torch.Tensor:
-    """(Tq, Tk) booleans, True where query i (the last Tq of Tk positions) may look at key
-    j: j <= i + (Tk - Tq). Made once per shape (`_kept_causal_mask`) and read by every layer
+def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """(queries, keys) booleans, True where query i (the last `queries` of `keys` positions)
+    may look at key j: j <= i + (keys - queries), as the glass box's `causal_mask` and
+    PyTorch's attn_mask. Made once per shape (`_kept_causal_mask`) and read by every layer
     and step; under torch.compile made in the graph, which folds it into its kernels."""
     if torch.compiler.is_compiling():
-        return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(Tk - Tq)
-    return _kept_causal_mask(Tq, Tk, device)
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+    return _kept_causal_mask(queries, keys, device)
 
 
 @functools.lru_cache(maxsize=64)
-def _kept_causal_mask(Tq: int, Tk: int, device: torch.device) -> torch.Tensor:
+def _kept_causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
     """An ordinary tensor even when first asked for under inference_mode, so that training
     may save it for the backward pass later."""
     with torch.inference_mode(False):
-        return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(Tk - Tq)
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
 
 
 class MultiHeadAttention(nn.Module):

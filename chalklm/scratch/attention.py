@@ -22,12 +22,13 @@ from chalklm.scratch.rope import rotate
 
 
 def causal_mask(queries: int, keys: int) -> np.ndarray:
-    """(queries, keys) booleans, True where the query must NOT see the key (a later token).
+    """(queries, keys) booleans, True where the query may look at the key: itself and the
+    tokens before it (PyTorch's attn_mask convention, the fast engine's too).
 
     With fewer queries than keys (the newest tokens of a longer sequence) query i sits at
-    position keys - queries + i.
+    position keys - queries + i, so it may look at keys 0 .. keys - queries + i.
     """
-    return np.triu(np.ones((queries, keys), dtype=bool), k=keys - queries + 1)
+    return np.tril(np.ones((queries, keys), dtype=bool), k=keys - queries)
 
 
 def repeat_heads(x: Tensor, group: int) -> Tensor:
@@ -58,25 +59,25 @@ class SelfAttention(Module):
         self.dropout = dropout
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
-                padding_mask=None, hidden=None) -> Tensor:
-        """`hidden`, if given, is a ready mask (True = may not look), e.g. the KV cache's."""
+                padding_mask=None, keep=None) -> Tensor:
+        """`keep`, if given, is a ready mask (True = may look), e.g. the KV cache's."""
         scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-        if hidden is None:
-            hidden = self.hidden_mask(q.shape[-2], k.shape[-2], causal, padding_mask)
-        if hidden is not None:
-            scores = scores.masked_fill(hidden, -np.inf)  # e^-inf = 0: no weight at all
+        if keep is None:
+            keep = self._keep_mask(q.shape[-2], k.shape[-2], causal, padding_mask)
+        if keep is not None:  # hidden where the mask is False: e^-inf = 0, no weight at all
+            scores = scores.masked_fill(~keep, -np.inf)
         weights = dropout(softmax(scores, axis=-1), self.dropout, self.training)
         self.last_weights = weights.data  # kept for anyone who wants to look at them
         return weights @ v
 
     @staticmethod
-    def hidden_mask(queries: int, keys: int, causal: bool, padding_mask) -> np.ndarray | None:
-        """Booleans (.., Tq, Tk), True where a query may not look at a key; None if none."""
-        hidden = causal_mask(queries, keys) if causal else None
+    def _keep_mask(queries: int, keys: int, causal: bool, padding_mask) -> np.ndarray | None:
+        """Booleans (.., Tq, Tk), True where a query may look at a key; None for all."""
+        mask = causal_mask(queries, keys) if causal else None
         if padding_mask is not None:
-            pad = np.asarray(padding_mask, dtype=bool)[:, None, None, :]
-            hidden = pad if hidden is None else hidden | pad
-        return hidden
+            keep = ~np.asarray(padding_mask, dtype=bool)[:, None, None, :]
+            mask = keep if mask is None else mask & keep
+        return mask
 
 
 class MultiHeadAttention(Module):
@@ -127,14 +128,12 @@ class MultiHeadAttention(Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = rotate(q, rope), rotate(k, rope)
-        hidden = None
         if cache is not None:  # the cache keeps n_kv_head heads: the shared ones, once
             k, v = cache.store(k, v)
-            hidden = cache.hidden
         group = self.n_head // self.n_kv_head
         k, v = repeat_heads(k, group), repeat_heads(v, group)
         if cache is not None:
-            return self.proj(self.merge_heads(self.attention(q, k, v, hidden=hidden)))
+            return self.proj(self.merge_heads(self.attention(q, k, v, keep=cache.keep)))
         y = self.attention(q, k, v, causal=self.causal and context is None,
                            padding_mask=padding_mask)
         return self.proj(self.merge_heads(y))

@@ -65,11 +65,11 @@ class LayerCache:
     """One layer's share of the cache: its keys and values, (batch, heads, max_len, hs).
 
     `KVCache.begin` tells every layer where the new columns start and which keys each new
-    query may not see (`hidden`: True = hidden, the glass box's mask convention)."""
+    query may look at (`keep`: True = may look, as `causal_mask`; None: every column)."""
 
     def __init__(self, keys: np.ndarray, values: np.ndarray):
         self.keys, self.values = keys, values
-        self.start, self.hidden = 0, None
+        self.start, self.keep = 0, None
 
     def store(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write the new tokens' keys and values after the cached ones; return all of them,
@@ -106,14 +106,13 @@ class KVCache:
 
     def begin(self, T: int, table: Tensor) -> Tensor:
         """Get ready for T new columns: tell every layer where they start and what they may
-        not see; return their position vectors from `table` (one row per position)."""
+        look at; return their position vectors from `table` (one row per position)."""
         if self.length + T > self.max_len:
             raise ShapeError(f"the cache holds {self.max_len} columns; {self.length} are "
                              f"filled and {T} more do not fit")
         keep = visible(self.pad, self.length, T)
-        hidden = None if keep is None else ~keep
         for layer in self.layers:
-            layer.start, layer.hidden = self.length, hidden
+            layer.start, layer.keep = self.length, keep
         if self.pad is None:
             return table[self.length:self.length + T]
         return table[position_ids(self.pad, self.length, T)]
