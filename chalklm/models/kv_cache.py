@@ -6,6 +6,12 @@ glass box's `visible` and `position_ids`, computed in NumPy once per prompt). Wh
 it fast is what a decode step does not do: it allocates nothing (a new token's key and
 value are copied into the preallocated column), and with no padding it builds no mask at
 all (a single new token may look at every filled column).
+
+It serves two models: a GPT's blocks (generation) and the Transformer's decoder layers
+(translation: their self-attention; the cross-attention's keys and values of the source
+are computed once per sentence, chalklm/models/transformer.py). Beam search adds one
+thing the glass box's cache has no need of (the glass box translates without a cache):
+`select`, which reorders the rows when each new beam continues an earlier one.
 """
 
 from __future__ import annotations
@@ -38,25 +44,50 @@ class LayerCache:
         return self.keys[:, :, :end], self.values[:, :, :end]
 
 
+def cache_shape(config, batch: int, max_len: int | None) -> tuple[int, ...]:
+    """(layers, batch, key/value heads, columns, head_size) for a GPT (its blocks; columns
+    default to block_size) or a Transformer (its decoder layers; default max_len)."""
+    if config.model_type == "transformer":
+        return (config.n_layer_dec, batch, config.n_head, max_len or config.max_len,
+                config.head_size)
+    # grouped-query attention: only the n_kv_head heads of keys and values are kept
+    return (config.n_layer, batch, config.kv_heads, max_len or config.block_size,
+            config.head_size)
+
+
 class KVCache:
-    """Every layer's keys and values for `batch` rows, `max_len` columns (default block_size)."""
+    """Every layer's keys and values for `batch` rows, `max_len` columns (`cache_shape`).
+
+    `keys` and `values` hold all the `rows` allocated; the layers use the first `batch`
+    of them (all, unless `select` kept fewer)."""
 
     def __init__(self, config, batch: int, max_len: int | None = None,
                  dtype: torch.dtype = torch.float32, device="cpu"):
-        self.max_len = max_len or config.block_size
-        # grouped-query attention: only the n_kv_head heads of keys and values are kept
-        shape = (config.n_layer, batch, config.kv_heads, self.max_len, config.head_size)
+        shape = cache_shape(config, batch, max_len)
+        self.max_len = shape[3]
         # empty, not zeros: a column is always written before anything reads it
         self.keys = torch.empty(shape, dtype=dtype, device=device)
         self.values = torch.empty(shape, dtype=dtype, device=device)
-        self.layers = [LayerCache(self.keys[i], self.values[i])
-                       for i in range(config.n_layer)]
-        self.batch, self.device = batch, self.keys.device
+        self.device, self.rows = self.keys.device, batch
+        self._use_rows(batch)
         self.reset()
 
+    def _use_rows(self, batch: int) -> None:
+        """The layers see rows 0..batch-1 of the allocated ones."""
+        self.batch = batch
+        self.layers = [LayerCache(self.keys[i, :batch], self.values[i, :batch])
+                       for i in range(len(self.keys))]
+
     def reset(self, pad=None) -> None:
-        """Forget everything; `pad` (batch,) counts each row's padding columns (or None)."""
+        """Forget everything (every allocated row is in use again); `pad` (batch,) counts
+        each row's padding columns (or None)."""
         self.length = 0
+        if self.batch != self.rows:
+            self._use_rows(self.rows)
+        self._set_pad(pad)
+
+    def _set_pad(self, pad) -> None:
+        """Each row's padding columns, and the one-token mask made from them once."""
         self.pad = None if pad is None or not np.any(pad) else np.asarray(pad, dtype=np.int64)
         self.padded = self.pad is not None
         self._decode_keep = self._pad = None  # with padding: made once per prompt batch
@@ -90,3 +121,22 @@ class KVCache:
     def advance(self, T: int) -> None:
         """The T new columns are written in every layer: they count as filled."""
         self.length += T
+
+    def select(self, parent) -> None:
+        """Beam search's reordering: row i now holds what row parent[i] held, in every
+        layer (an earlier row may live on in several rows, or in none). Fewer rows than
+        before is fine (the first len(parent) allocated ones are used from here on), more
+        than were allocated is not. Only the filled columns are copied, in one gather for
+        all layers."""
+        parent = np.asarray(parent, dtype=np.int64)
+        n = len(parent)
+        if n > self.rows:
+            raise ShapeError(f"the cache has {self.rows} rows; {n} do not fit")
+        if not np.array_equal(parent, np.arange(n)):  # else the rows are already in place
+            index, end = torch.from_numpy(parent).to(self.device), self.length
+            self.keys[:, :n, :, :end] = self.keys[:, index, :, :end]
+            self.values[:, :n, :, :end] = self.values[:, index, :, :end]
+        if n != self.batch:
+            self._use_rows(n)
+        if self.padded:
+            self._set_pad(self.pad[parent])
