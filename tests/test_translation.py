@@ -285,28 +285,38 @@ def test_inverse_square_root_schedule_and_checkpoint_averaging(tmp_path):
         average_weights([tmp_path / "c0", tmp_path / "other"])
 
 
-def test_the_kv_cache_changes_no_number(copier):
-    """Decoding one token at a time with cached keys and values gives the logits of
-    re-reading the whole prefix, and the same beams."""
+@pytest.mark.parametrize("changes", [dict(norm_first=False), dict(positional="learned")])
+def test_the_kv_cache_changes_no_number(copier, changes):
+    """Decoding one token at a time with cached keys and values (the GPT's preallocated
+    cache, its rows reordered by beam parent each step) gives the logits of re-reading
+    the whole prefix, and the same beams: every ended translation beam search weighed,
+    with the same score. (max_len 64: each sentence meets its own length limit, so the
+    cache's rows shrink as sentences are done.)"""
     tokenizer, _ = copier
     torch.manual_seed(4)
-    model = Transformer(copier[1].config.replace(norm_first=False)).eval()
+    model = Transformer(copier[1].config.replace(max_len=64, **changes)).eval()
     src = torch.from_numpy(_sources(tokenizer, ["red cat", "big blue moon tree"]))
     prefix = torch.tensor([[1, 5, 9, 7], [1, 8, 8, 6]])
     with torch.no_grad():
         memory, mask = model.encode(src)
         cross = model.cross_keys_values(memory)
         full = model.decode(prefix, memory, mask)[:, -1]
-        _, cache = model.decode_step(prefix[:, :3], None, cross, mask)
-        step, cache = model.decode_step(prefix[:, 3:], cache, cross, mask)
+        cache = model.kv_cache(2)
+        model.decode_step(prefix[:, :3], cache, cross, mask)
+        step = model.decode_step(prefix[:, 3:], cache, cross, mask)
     torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
-    assert cache[0][0].shape[2] == 4  # keys of 4 positions now
+    assert cache.length == 4  # keys of 4 positions now
     ids = SpecialIds.of(tokenizer)
     src = _sources(tokenizer, _sentences(np.random.default_rng(7), 6))
     cached, plain = TorchStepper(model), TorchStepper(model, cache=False)
-    assert beam_search(cached, src, ids, 32, 3) == beam_search(plain, src, ids, 32, 3)
-    assert greedy(cached, src, ids, 32) == greedy(plain, src, ids, 32)
-    assert cached._cache is not None and cached._cache[0][0].shape[2] > 1
+    ended_cached, ended_plain = [], []
+    assert beam_search(cached, src, ids, 64, 3, ended=ended_cached) == \
+        beam_search(plain, src, ids, 64, 3, ended=ended_plain)
+    assert cached._cache.length > 1 and cached._cache.batch < cached._cache.rows
+    for mine, theirs in zip(ended_cached, ended_plain, strict=True):
+        assert [tokens for _, tokens in mine] == [tokens for _, tokens in theirs]
+        np.testing.assert_allclose([s for s, _ in mine], [s for s, _ in theirs], rtol=1e-5)
+    assert greedy(cached, src, ids, 64) == greedy(plain, src, ids, 64)
 
 
 def test_an_unwritable_out_is_refused_before_translating(checkpoint, capsys, tmp_path,

@@ -16,6 +16,7 @@ from torch import nn
 from chalklm.config import TransformerConfig
 from chalklm.errors import ShapeError
 from chalklm.models.gpt import GPT
+from chalklm.models.kv_cache import KVCache
 from chalklm.models.layers import (
     MLP,
     Dropout,
@@ -47,10 +48,10 @@ def residual(x, sublayer, norm: LayerNorm, drop: Dropout, norm_first: bool):
     return norm(x + drop(sublayer(x)))
 
 
-def _attend(attn: MultiHeadAttention, x, k, v, padding_mask=None, causal=False):
-    """`attn` for queries x (N, T, C) over keys and values already split into heads."""
-    y = attn.attention(attn.split_heads(attn.query(x)), k, v, causal=causal,
-                       padding_mask=padding_mask)
+def _attend(attn: MultiHeadAttention, x, k, v, padding_mask=None):
+    """`attn` for queries x (N, T, C) over keys and values already split into heads (the
+    source's, computed once per sentence by `Transformer.cross_keys_values`)."""
+    y = attn.attention(attn.split_heads(attn.query(x)), k, v, padding_mask=padding_mask)
     N, _, T, _ = y.shape
     return attn.proj(y.transpose(1, 2).reshape(N, T, -1))
 
@@ -158,22 +159,26 @@ class Transformer(nn.Module):
             else:
                 nn.init.xavier_uniform_(p)
 
-    def embed(self, ids: torch.Tensor, side: str, start: int = 0) -> torch.Tensor:
-        """Token vectors x sqrt(n_embd) + the positions start, start + 1, ...; dropout."""
+    def positions(self, side: str, T: int) -> torch.Tensor:
+        """The position vectors of positions 0..T-1: learned (one table per side) or sine."""
+        if self.config.positional == "learned":
+            return getattr(self, f"{side}_position_embedding")(T)
+        return self.position_encoding(T)
+
+    def embed(self, ids: torch.Tensor, side: str, positions=None) -> torch.Tensor:
+        """Token vectors x sqrt(n_embd) + position vectors (by default those of 0..T-1;
+        a KV cache gives its new columns'); dropout."""
         c = self.config
         if ids.ndim != 2:
             raise ShapeError(f"the Transformer reads ids of shape (batch, time), got "
                              f"{tuple(ids.shape)}")
-        T = ids.shape[1]
-        if start + T > c.max_len:
-            raise ShapeError(f"{start + T} tokens is more than max_len {c.max_len}")
+        if positions is None:
+            T = ids.shape[1]
+            if T > c.max_len:
+                raise ShapeError(f"{T} tokens is more than max_len {c.max_len}")
+            positions = self.positions(side, T)
         table = self.token_embedding if c.tie_embeddings else getattr(self, f"{side}_embedding")
-        x = table(ids) * math.sqrt(c.n_embd)
-        if c.positional == "learned":
-            positions = getattr(self, f"{side}_position_embedding")(start + T)[start:]
-        else:
-            positions = self.position_encoding(start + T)[start:]
-        return self.dropout(x + positions)
+        return self.dropout(table(ids) * math.sqrt(c.n_embd) + positions)
 
     def encode(self, src_ids: torch.Tensor):
         """(memory (B, S, C), padding mask (B, S), True at padding)."""
@@ -198,37 +203,39 @@ class Transformer(nn.Module):
                  layer.cross_attn.split_heads(layer.cross_attn.value(memory)))
                 for layer in self.decoder.layers]
 
-    def decode_step(self, new_ids, cache: list | None, cross: list, memory_padding_mask):
+    def kv_cache(self, batch: int, columns: int | None = None) -> KVCache:
+        """The GPT's KV cache (chalklm/models/kv_cache.py) for the decoder's self-attention:
+        `batch` rows of up to `columns` target tokens (at most max_len, the default)."""
+        if columns is not None and columns > self.config.max_len:
+            raise ShapeError(f"{columns} tokens is more than max_len {self.config.max_len}")
+        weight = next(self.parameters())
+        return KVCache(self.config, batch, columns, weight.dtype, weight.device)
+
+    def decode_step(self, new_ids, cache: KVCache | None, cross: list, memory_padding_mask):
         """Logits (N, V) for the token after `new_ids` (N, T): the newest tokens of each
-        prefix. `cache` holds each decoder layer's self-attention keys and values of the
-        earlier tokens (None: `new_ids` is the whole prefix); returns (logits, the cache
-        with the new tokens added). Equal to `decode(prefix)[:, -1]`, but a step with a
-        cache reads only the newest token."""
-        if cache is not None and new_ids.shape[1] != 1:
-            raise ShapeError(f"with a cache, decode_step reads one new token per row, got "
-                             f"{new_ids.shape[1]}")
-        start = 0 if cache is None else cache[0][0].shape[2]
-        x = self.embed(new_ids, "tgt", start)
-        new_cache = []
+        prefix. `cache` (from `kv_cache`) holds the decoder's self-attention keys and
+        values of the earlier tokens and receives the new ones (None: `new_ids` is the
+        whole prefix). `cross`: `cross_keys_values` of each row's source. Equal to
+        `decode(prefix)[:, -1]`, but a step with a cache reads only the newest token."""
+        if cache is None:
+            x = self.embed(new_ids, "tgt")
+        else:  # these tokens sit at columns length.. of the cache
+            table = self.positions("tgt", cache.max_len)
+            x = self.embed(new_ids, "tgt", cache.begin(new_ids.shape[1], table))
         for i, layer in enumerate(self.decoder.layers):
-            past = None if cache is None else cache[i]
-
-            def self_attn(h, attn=layer.self_attn, past=past):
-                k, v = attn.split_heads(attn.key(h)), attn.split_heads(attn.value(h))
-                if past is not None:
-                    k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-                new_cache.append((k, v))
-                # the whole prefix: causal; one new token after the cache: it sees them all
-                return _attend(attn, h, k, v, causal=past is None)
-
-            x = residual(x, self_attn, layer.ln_1, layer.dropout, layer.norm_first)
+            own = None if cache is None else cache.layers[i]
+            x = residual(x, lambda h, a=layer.self_attn, own=own: a(h, cache=own), layer.ln_1,
+                         layer.dropout, layer.norm_first)
             x = residual(x, lambda h, a=layer.cross_attn, kv=cross[i]: _attend(
                 a, h, kv[0], kv[1], memory_padding_mask), layer.ln_2, layer.dropout,
                 layer.norm_first)
             x = residual(x, layer.mlp, layer.ln_3, layer.dropout, layer.norm_first)
+        if cache is not None:
+            cache.advance(new_ids.shape[1])
+        x = x[:, -1]  # only the last token's scores are needed to pick the next
         if self.decoder.ln_f is not None:
             x = self.decoder.ln_f(x)
-        return self.output(x)[:, -1], new_cache
+        return self.output(x)
 
     def forward(self, src_ids, tgt_in_ids, tgt_out_ids=None, label_smoothing=None,
                 return_logits: bool = True):

@@ -142,16 +142,18 @@ def beam_search(stepper, src: np.ndarray, ids: SpecialIds, max_len: int, beam_si
 
 
 class TorchStepper:
-    """The fast engine's Transformer as a stepper, with a KV cache.
+    """The fast engine's Transformer as a stepper, with the GPT's KV cache.
 
-    It remembers the decoder's self-attention keys and values of every prefix it has just
-    scored. When each new prefix extends one of those by a token (as in greedy decoding
-    and beam search, whatever beams were dropped or copied), only that token runs through
-    the decoder; otherwise the whole prefix does. `cache=False` always reads it whole."""
+    The cache (`Transformer.kv_cache`, chalklm/models/kv_cache.py) holds the decoder's
+    self-attention keys and values of every prefix just scored, one row each. When each
+    new prefix extends one of those by a token (as in greedy decoding and beam search,
+    whatever beams were dropped or copied), the rows are reordered to follow their
+    parents (`KVCache.select`) and only that token runs through the decoder; otherwise
+    the whole prefix does, into a new cache. `cache=False` always reads it whole."""
 
     def __init__(self, model, device: str = "cpu", cache: bool = True):
         self.model, self.device, self.use_cache = model.eval(), device, cache
-        self._cache, self._seen = None, {}
+        self._cache, self._seen, self._columns = None, {}, model.config.max_len
 
     def encode(self, src: np.ndarray):
         import torch
@@ -160,6 +162,8 @@ class TorchStepper:
             memory, padding_mask = self.model.encode(torch.from_numpy(src).to(self.device))
             cross = self.model.cross_keys_values(memory)
         self._cache, self._seen = None, {}
+        # room for the longest prefix greedy and beam search write (see max_new_tokens)
+        self._columns = min(src.shape[1] + MAX_EXTRA_TOKENS, self.model.config.max_len)
         return memory, padding_mask, cross
 
     def log_probs(self, state, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
@@ -170,17 +174,25 @@ class TorchStepper:
         earlier = [(int(r), p[:-1].tobytes()) for r, p in zip(rows, prefix)]
         with torch.no_grad():
             cross_rows = [(k[index], v[index]) for k, v in cross]
-            if self.use_cache and prefix.shape[1] > 1 and all(e in self._seen for e in earlier):
-                parent = torch.tensor([self._seen[e] for e in earlier], device=self.device)
-                cache = [(k[parent], v[parent]) for k, v in self._cache]
+            if self._extends(earlier, prefix.shape[1]):
+                self._cache.select([self._seen[e] for e in earlier])
                 new_ids = prefix[:, -1:]
             else:
-                cache, new_ids = None, prefix
-            logits, self._cache = self.model.decode_step(
-                torch.from_numpy(np.ascontiguousarray(new_ids)).to(self.device), cache,
+                self._cache = self.model.kv_cache(
+                    len(rows), max(self._columns, prefix.shape[1])) if self.use_cache else None
+                new_ids = prefix
+            logits = self.model.decode_step(
+                torch.from_numpy(np.ascontiguousarray(new_ids)).to(self.device), self._cache,
                 cross_rows, padding_mask[index])
             self._seen = {(int(r), p.tobytes()): i for i, (r, p) in enumerate(zip(rows, prefix))}
             return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def _extends(self, earlier: list, length: int) -> bool:
+        """Whether every prefix is one scored last time plus a token, and the cache has a
+        row for each and a column for the token."""
+        cache = self._cache
+        return (cache is not None and length == cache.length + 1 <= cache.max_len
+                and len(earlier) <= cache.rows and all(e in self._seen for e in earlier))
 
 
 class GlassStepper:
