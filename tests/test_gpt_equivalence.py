@@ -80,6 +80,43 @@ def test_both_causal_masks_say_true_where_a_query_may_look(queries, keys):
     assert glass.sum() == sum(keys - queries + i + 1 for i in range(queries))
 
 
+TORCH_ONLY = ("fused", "fused_attention", "assign", "device", "return_logits")
+
+
+def _arguments(function, torch_only=TORCH_ONLY):
+    """Each argument's name and default, leaving out what only the fast engine has: its
+    speed switches (fused kernels, logits of the scored positions only, loading without
+    a copy) and the device a tensor lives on."""
+    import inspect
+
+    return [(p.name, p.default) for p in inspect.signature(function).parameters.values()
+            if p.name not in torch_only]
+
+
+def _twins():
+    from chalklm.models import layers as fast
+    from chalklm.models.transformer import Transformer as FastTransformer
+    from chalklm.scratch import attention, block, gpt, nn, positional
+    from chalklm.scratch.transformer import Transformer as GlassTransformer
+
+    pieces = [(nn.Linear, fast.Linear), (nn.LayerNorm, fast.LayerNorm),
+              (nn.RMSNorm, fast.RMSNorm), (nn.Dropout, fast.Dropout), (block.MLP, fast.MLP),
+              (block.Block, fast.Block), (attention.SelfAttention, fast.SelfAttention),
+              (attention.MultiHeadAttention, fast.MultiHeadAttention),
+              (attention.causal_mask, fast.causal_mask),
+              (positional.PositionalEmbedding, fast.PositionalEmbedding),
+              (positional.PositionalEncoding, fast.PositionalEncoding)]
+    for glass, twin in [(gpt.GPT, TorchGPT), (GlassTransformer, FastTransformer)]:
+        pieces += [(glass, twin), (glass.forward, twin.forward),
+                   (glass.load_weights, twin.load_weights), (glass.num_params, twin.num_params)]
+    return pieces
+
+
+@pytest.mark.parametrize("glass,fast", _twins(), ids=lambda f: f.__qualname__)
+def test_the_twins_take_the_same_arguments(glass, fast):
+    assert _arguments(glass) == _arguments(fast)
+
+
 def test_a_fast_engine_checkpoint_greedy_generates_the_same_text_in_the_glass_box(tmp_path):
     from chalklm.checkpoint import load_config, load_weights, save_checkpoint
     from chalklm.generation import generate, torch_next_logits

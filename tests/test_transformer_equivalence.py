@@ -161,10 +161,23 @@ def test_checkpoint_from_one_engine_loads_in_the_other(tmp_path):
     config = load_config(tmp_path / "ckpt")
     assert config == glass.config
     reborn = GlassTransformer(config)
-    reborn.load_state_dict(load_weights(tmp_path / "ckpt"))
+    reborn.load_weights(load_weights(tmp_path / "ckpt"))
     src, tgt_in, _ = _padded_batch()
     np.testing.assert_allclose(reborn(src, tgt_in)[0].data,
                                fast(*_t(src, tgt_in))[0].detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_both_engines_count_and_load_weights_alike(positional):
+    glass, fast = _pair(9, positional=positional)
+    weights = glass.state_dict()
+    assert glass.num_params() == fast.num_params() == sum(w.size for w in weights.values())
+    first = next(iter(weights))
+    for model in (glass, fast):
+        with pytest.raises(ShapeError, match=first):
+            model.load_weights({k: w for k, w in weights.items() if k != first})
+        with pytest.raises(ShapeError, match=first):
+            model.load_weights({**weights, first: np.zeros((1, *weights[first].shape))})
 
 
 def test_parameter_names_and_shapes_follow_the_contract():

@@ -36,7 +36,7 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
         from chalklm.scratch.gpt import GPT as ScratchGPT
 
         model = ScratchGPT(config)
-        model.load_state_dict(checkpoint.load_weights(folder))
+        model.load_weights(checkpoint.load_weights(folder))
     else:
         import torch
 

@@ -25,10 +25,10 @@ class Linear(nn.Module):
     checkpoint reads the same in both engines.)
     """
 
-    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+    def __init__(self, inputs: int, outputs: int, bias: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_in, n_out))
-        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+        self.weight = nn.Parameter(torch.empty(inputs, outputs))
+        self.bias = nn.Parameter(torch.zeros(outputs)) if bias else None
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -102,9 +102,6 @@ class Module:
         for name, param in own.items():
             np.copyto(param.data, np.asarray(state[name]), casting="same_kind")
 
-    def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
-
     def __repr__(self) -> str:
         """The tree of modules with each weight's shape, to see a model's anatomy."""
         lines = [f"{name}: {p.shape}" for name, p in vars(self).items()

@@ -26,6 +26,7 @@ from chalklm.scratch import autograd
 from chalklm.scratch.attention import MultiHeadAttention
 from chalklm.scratch.autograd import Tensor
 from chalklm.scratch.block import MLP
+from chalklm.scratch.gpt import GPT
 from chalklm.scratch.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from chalklm.scratch.positional import PositionalEmbedding, PositionalEncoding
 from chalklm.scratch.probability import cross_entropy
@@ -209,3 +210,6 @@ class Transformer(Module):
 
     def num_params(self) -> int:
         return sum(p.size for p in self.parameters())
+
+    # the GPT's loader: check every name and shape, then copy (as the fast engine's)
+    load_weights = GPT.load_weights

@@ -80,7 +80,7 @@ class ScratchEngine:
         return self.model.state_dict()
 
     def load_weights(self, weights) -> None:
-        self.model.load_state_dict(weights)
+        self.network.load_weights(weights)  # the model itself (self.model may wrap it)
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """AdamW's moments under the fast engine's names (step, exp_avg, exp_avg_sq)."""

@@ -57,7 +57,7 @@ class Translator:
         from chalklm.scratch.models import Transformer
 
         model = Transformer(self.config)
-        model.load_state_dict(self.weights)
+        model.load_weights(self.weights)
         return model.eval()
 
     def source_ids(self, sentence: str) -> np.ndarray:
