@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
-from chalklm.models import GPT
+from chalklm.models import GPT, training_speed
 from chalklm.models.layers import (
     Dropout,
     LayerNorm,
@@ -200,7 +200,10 @@ def test_dropout_drops_p_of_the_numbers_keeps_the_mean_and_routes_gradients_thro
     torch.manual_seed(0)
     x = torch.ones(400, 500, requires_grad=True)
     layer = Dropout(0.1)
-    y = layer(x)
+    plain = layer(x)  # outside the trainer: F.dropout's own mask and scale
+    assert torch.allclose(plain[plain != 0], torch.full_like(plain[plain != 0], 1 / 0.9))
+    with training_speed.enabled():  # the trainer's cheaper mask: p rounded to 1/65536
+        y = layer(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.9) < 0.003  # 200,000 draws: 3e-3 is ~4.5 sd
     assert torch.allclose(y[kept], torch.full_like(y[kept], 65536 / (65536 - 6554)))
@@ -208,8 +211,32 @@ def test_dropout_drops_p_of_the_numbers_keeps_the_mean_and_routes_gradients_thro
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # d(x * m)/dx = m: the same mask and scale
     for dtype in (torch.bfloat16, torch.float32):  # odd sizes, other dtypes: same rule
-        z = layer(torch.ones(3, 7, dtype=dtype))
+        with training_speed.enabled():
+            z = layer(torch.ones(3, 7, dtype=dtype))
         assert z.dtype == dtype and z.shape == (3, 7)
+
+
+@pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
+def test_the_trainers_speed_ups_change_no_number(mlp):
+    """Joined products (query, key, value; gate and fc): the loss and every gradient of a
+    training forward are the plain layers' (no dropout, whose draws would differ)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16,
+                          mlp=mlp)).train()
+    ids = torch.randint(0, 20, (3, 8))
+
+    def loss_and_grads():
+        model.zero_grad()
+        _, loss = model(ids, ids)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain, plain_grads = loss_and_grads()
+    with training_speed.enabled():
+        fast, fast_grads = loss_and_grads()
+    torch.testing.assert_close(fast, plain)
+    for a, b in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_dropout_is_seeded_by_torch_and_off_in_eval_mode():
@@ -237,13 +264,16 @@ def test_the_shared_causal_mask_made_under_inference_mode_still_trains():
 
 
 def test_causal_attention_in_halves_equals_the_whole_square():
-    """From `halves_from` tokens the math path skips the hidden top-right quarter of the
-    scores; values and gradients must be those of the whole masked square."""
+    """From HALVES_FROM tokens the trainer's math path skips the hidden top-right quarter
+    of the scores; values and gradients must be those of the whole masked square."""
     torch.manual_seed(0)
-    T = SelfAttention.halves_from
+    T = training_speed.HALVES_FROM
     q, k, v = (torch.randn(2, 3, T, 8, dtype=torch.float64, requires_grad=True)
                for _ in range(3))
-    halves = SelfAttention(fused=False)(q, k, v, causal=True)
+    assert not training_speed.halves_apply(q, k)  # only where the trainer opts in
+    with training_speed.enabled():
+        assert training_speed.halves_apply(q, k)
+        halves = SelfAttention(fused=False)(q, k, v, causal=True)
     whole = SelfAttention(fused=False)._math(
         q, k, v, torch.ones(T, T, dtype=torch.bool).tril(), 0.0)
     torch.testing.assert_close(halves, whole)

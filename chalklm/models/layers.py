@@ -3,6 +3,9 @@
 Every class here has a twin of the same name in `chalklm.scratch` and the same parameter
 names and shapes (docs/contract.md), so one state dict loads into either engine. The
 arithmetic is the same too; only the speed differs (fused kernels, bf16, torch.compile).
+The speed-ups that change how a layer computes sit behind two seams, each a module of its
+own with the plain math here as its fallback: models/decode_weights.py, which generation
+opts into, and models/training_speed.py, which the trainer opts into.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chalklm.models import decode_weights
+from chalklm.models import decode_weights, training_speed
 from chalklm.scratch.rope import rope_table
 
 
@@ -39,19 +42,6 @@ class Linear(nn.Module):
         # addmm fuses the bias into the matrix product: one kernel instead of two.
         flat = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
         return flat.view(*x.shape[:-1], self.weight.shape[1])
-
-
-def joint_linear(layers, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`tuple(layer(x) for layer in layers)` as one matrix product: the weights joined
-    column-wise, the result split back. Gradients flow to each layer's own weights."""
-    weight = torch.cat([layer.weight for layer in layers], dim=1)
-    flat = x.reshape(-1, x.shape[-1])
-    if layers[0].bias is None:
-        out = flat @ weight
-    else:
-        out = torch.addmm(torch.cat([layer.bias for layer in layers]), flat, weight)
-    out = out.view(*x.shape[:-1], weight.shape[1])
-    return out.split([layer.weight.shape[1] for layer in layers], dim=-1)
 
 
 class LayerNorm(nn.Module):
@@ -91,27 +81,17 @@ def norm_for(config, dim: int | None = None) -> nn.Module:
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Zero each number with probability p and scale the survivors by 1 / (1 - p), so the
-    expected value is unchanged; the identity when not training.
-
-    Same arithmetic as F.dropout, faster mask on a CPU: there F.dropout draws one random
-    number per element (bernoulli_, single-threaded), which cost more than a tenth of a
-    Transformer training step. Here one 64-bit draw gives four 16-bit ones, and an element
-    survives when its 16-bit draw is at least p * 65536: the drop rate is p rounded to a
-    multiple of 1/65536 (0.1 becomes 0.1000061), and the scale uses that rounded rate.
-    The draws come from torch's generator, so seeding and exact resume work as before."""
+    expected value is unchanged; the identity when not training. (The trainer's steps
+    draw a cheaper mask on a CPU: training_speed.dropout.)"""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)  # GPUs fuse mask and product in one kernel
-    threshold = round(p * 65536)
-    words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-    draws = words.view(torch.int16)[: x.numel()].view(x.shape)
-    keep = draws >= threshold - 32768  # int16 runs from -32768: shift the threshold alike
-    return x * (keep * (65536 / (65536 - threshold))).to(x.dtype)
+    if training_speed.active():
+        return training_speed.dropout(x, p)
+    return F.dropout(x, p, True)
 
 
 class Dropout(nn.Module):
-    """`dropout(x, p)` while training (see `dropout`), nothing in eval mode."""
+    """`dropout(x, p)` while training, nothing in eval mode."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()
@@ -195,8 +175,6 @@ class SelfAttention(nn.Module):
     math (mask, softmax, weights @ v) and gives the same numbers, only slower.
     """
 
-    halves_from = 256  # from this many tokens the math path computes causal attention in halves
-
     def __init__(self, dropout: float = 0.0, fused: bool = True):
         super().__init__()
         self.dropout = dropout
@@ -218,23 +196,11 @@ class SelfAttention(nn.Module):
             )
         group = q.shape[1] // k.shape[1]
         k, v = repeat_heads(k, group), repeat_heads(v, group)
-        T = q.shape[-2]
-        if keep is None and padding_mask is None and causal and k.shape[-2] == T and \
-                T >= self.halves_from and T % 2 == 0:
-            return self._causal_halves(q, k, v, p)
+        if keep is None and padding_mask is None and causal and \
+                training_speed.halves_apply(q, k):  # the trainer's: fewer scores (see there)
+            return training_speed.causal_halves(lambda q, k, v: self._math(
+                q, k, v, causal_mask(q.shape[-2], k.shape[-2], q.device), p), q, k, v)
         return self._math(q, k, v, mask, p)
-
-    def _causal_halves(self, q, k, v, p: float) -> torch.Tensor:
-        """Causal attention, the queries in two halves. The first half may look only at the
-        first half of the keys, so the top-right quarter of the scores, all hidden, is never
-        computed: 3/4 of the products and of the softmax. Measured on a 2-core CPU, bf16,
-        compiled: 445 against 460 ms a training step of a 6-layer, 384-wide model on
-        8 x 256 tokens; no faster at 64 tokens, where the smaller products cost as much."""
-        h = q.shape[-2] // 2
-        first = self._math(q[..., :h, :], k[..., :h, :], v[..., :h, :],
-                           causal_mask(h, h, q.device), p)
-        second = self._math(q[..., h:, :], k, v, causal_mask(h, 2 * h, q.device), p)
-        return torch.cat([first, second], dim=-2)
 
     def _math(self, q, k, v, mask, p: float) -> torch.Tensor:
         """softmax(q @ k.T / sqrt(hs), hidden where mask is False) @ v, spelled out."""
@@ -327,23 +293,18 @@ class MultiHeadAttention(nn.Module):
 
     def project(self, x, context=None):
         """Queries from x; keys and values from `context` (or from x: self-attention).
-
-        While training, the products that share an input run as one, with their weights
-        side by side: (C, 3C) for self-attention, (C, 2C) for keys and values of a context.
-        The numbers are the same; a small model's step is mostly per-operation cost, and
-        one product (one cast to bf16 of the input, one backward) costs less than three.
-        Evaluating keeps three products: a joined copy would cost a copy of the weights.
-        Generating on a CPU has one anyway (decode_weights), with the three joined."""
+        Generating (decode_weights) and training (training_speed), the products that read
+        the same input run as one, their weights side by side: the same numbers, sooner."""
         layers = (self.query, self.key, self.value)
         if context is None and decode_weights.applies(x):  # one token per sequence, CPU
             joined = decode_weights.product(x, *decode_weights.packed(self, layers))
             return joined.split([layer.weight.shape[1] for layer in layers], dim=-1)
-        if not self.training:
-            source = x if context is None else context
-            return tuple(layer(s) for layer, s in zip(layers, (x, source, source)))
-        if context is None:
-            return joint_linear(layers, x)
-        return (self.query(x), *joint_linear(layers[1:], context))
+        if self.training and training_speed.active():
+            if context is None:
+                return training_speed.joint_linear(layers, x)
+            return (self.query(x), *training_speed.joint_linear(layers[1:], context))
+        source = x if context is None else context
+        return tuple(layer(s) for layer, s in zip(layers, (x, source, source)))
 
 
 # chalklm.config.ACTIVATIONS, as PyTorch computes them
@@ -373,9 +334,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate is None:
             return self.proj(ACTIVATE[self.activation](self.fc(x)))
-        # while training, gate and fc read x in one product (as MultiHeadAttention.project)
-        gate, up = joint_linear((self.gate, self.fc), x) if self.training else \
-            (self.gate(x), self.fc(x))
+        if self.training and training_speed.active():  # one product (as in project)
+            gate, up = training_speed.joint_linear((self.gate, self.fc), x)
+        else:
+            gate, up = self.gate(x), self.fc(x)
         return self.proj(F.silu(gate) * up)
 
 

@@ -111,6 +111,8 @@ class TorchEngine:
         clipping). A non-finite loss or gradient skips the update."""
         import torch
 
+        from chalklm.models import training_speed
+
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -119,7 +121,7 @@ class TorchEngine:
             last = i == n - 1
             sync = nullcontext() if last or not self.dist.enabled else self.train_model.no_sync()
             with sync:
-                with self.autocast():
+                with self.autocast(), training_speed.enabled():  # opt in (see there)
                     _, loss = self.train_model(self._tensor(x), self._tensor(y))
                 (loss / n).backward()
             total += loss.detach()
@@ -136,8 +138,10 @@ class TorchEngine:
         """Summed (not mean) cross-entropy over every position of a batch, no gradients."""
         import torch
 
+        from chalklm.models import training_speed
+
         self.model.eval()
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.autocast(), training_speed.enabled():
             _, loss = self.model(self._tensor(x), self._tensor(y))
         return float(loss) * y.size
 
