@@ -158,6 +158,24 @@ def rotate(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """(queries, keys) booleans, True where query i (the last `queries` of `keys` positions)
+    may look at key j: j <= i + (keys - queries), as the glass box's `causal_mask` and
+    PyTorch's attn_mask. Made once per shape (`_kept_causal_mask`) and read by every layer
+    and step; under torch.compile made in the graph, which folds it into its kernels."""
+    if torch.compiler.is_compiling():
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+    return _kept_causal_mask(queries, keys, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """An ordinary tensor even when first asked for under inference_mode, so that training
+    may save it for the backward pass later."""
+    with torch.inference_mode(False):
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+
+
 def repeat_heads(x: torch.Tensor, group: int) -> torch.Tensor:
     """(B, Hkv, T, hs) -> (B, Hkv * group, T, hs): query head h reads key/value head
     h // group (grouped-query attention)."""
@@ -224,24 +242,6 @@ class SelfAttention(nn.Module):
             keep = ~padding_mask[:, None, None, :]
             mask = keep if mask is None else mask & keep
         return mask
-
-
-def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
-    """(queries, keys) booleans, True where query i (the last `queries` of `keys` positions)
-    may look at key j: j <= i + (keys - queries), as the glass box's `causal_mask` and
-    PyTorch's attn_mask. Made once per shape (`_kept_causal_mask`) and read by every layer
-    and step; under torch.compile made in the graph, which folds it into its kernels."""
-    if torch.compiler.is_compiling():
-        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
-    return _kept_causal_mask(queries, keys, device)
-
-
-@functools.lru_cache(maxsize=64)
-def _kept_causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
-    """An ordinary tensor even when first asked for under inference_mode, so that training
-    may save it for the backward pass later."""
-    with torch.inference_mode(False):
-        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
 
 
 class MultiHeadAttention(nn.Module):

@@ -169,10 +169,13 @@ class TorchStepper:
     def log_probs(self, state, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         import torch
 
+        from chalklm.models import decode_weights
+
         _, padding_mask, cross = state
         index = torch.from_numpy(rows).to(self.device)
         earlier = [(int(r), p[:-1].tobytes()) for r, p in zip(rows, prefix)]
-        with torch.no_grad():
+        # decoding opts into the one-token layout (a few rows: one sentence's beams)
+        with torch.no_grad(), decode_weights.decoding():
             cross_rows = [(k[index], v[index]) for k, v in cross]
             if self._extends(earlier, prefix.shape[1]):
                 self._cache.select([self._seen[e] for e in earlier])
