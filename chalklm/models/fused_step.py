@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from chalklm.config import ACTIVATIONS
-from chalklm.models import decode_weights, gpt, layers
+from chalklm.models import decode_checked, decode_weights, gpt, layers
 
 try:
     from chalklm.models import _decode
@@ -48,14 +48,19 @@ def applies(model, cache) -> bool:
 
 def why_not(model, cache) -> str | None:
     """Why the C step would not compute what `model(ids, cache=cache)` computes; None where
-    it does: every module of chalklm's own classes (a model whose code someone changed
-    steps aside on its own: the C step cannot know the change), every parameter float32
-    (or every one bfloat16) on a CPU, one row of float32 cache without padding, of the
-    model's own shape."""
+    it does: the code of models/gpt.py and models/layers.py as the C step was checked
+    against (decode_checked.py), every module of chalklm's own classes (a model whose
+    code someone changed steps aside on its own: the C step cannot know the change),
+    every parameter float32 (or every one bfloat16) on a CPU, one row of float32 cache
+    without padding, of the model's own shape."""
     if _decode is None:
         return "not built (chalklm was installed without a C compiler)"
     if os.environ.get("CHALKLM_PURE_PYTHON") == "1":
         return "CHALKLM_PURE_PYTHON=1"
+    edited = decode_checked.changed()
+    if edited:  # a learner's edit shows: the C step cannot know it
+        files = " and ".join(f"models/{name}" for name in edited)
+        return f"{files} differ from the code the C step repeats (decode_checked.py)"
     changed = sorted({type(m).__name__ for m in model.modules() if type(m) not in _STOCK})
     if changed:
         return f"{', '.join(changed)}: not chalklm's own code, which the C step repeats"
