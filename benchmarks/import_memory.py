@@ -49,7 +49,7 @@ def rss_mb(field):
 
 what, folder, dtype = sys.argv[1:4]
 if what == "chalklm":  # and the modules load imports on its way
-    import chalklm.models, chalklm.training.engines, chalklm.models.layers
+    import chalklm.models, chalklm.training.engines, chalklm.models.attention
     from chalklm.generation import load
 elif what == "import":
     from chalklm.interop import import_hf

@@ -56,7 +56,7 @@ def peer_model(config):
     import torch.nn.functional as F
     from torch import nn
 
-    from chalklm.models.layers import sinusoidal_table
+    from chalklm.models.positional import sinusoidal_table
 
     class Peer(nn.Module):
         def __init__(self):

@@ -9,7 +9,7 @@ import torch
 from chalklm.config import GPTConfig
 from chalklm.models import GPT, decode_weights
 from chalklm.models.kv_cache import KVCache
-from chalklm.models.layers import Linear
+from chalklm.models.nn import Linear
 
 
 def make_layer(n_in=24, n_out=40, bias=True, seed=0):

@@ -296,24 +296,24 @@ def test_a_child_forked_while_a_step_runs_generates_and_exits():
 
 def test_the_c_step_was_checked_against_the_python_as_it_is():
     assert decode_checked.changed() == [], (
-        "models/gpt.py or models/layers.py changed: make _decode.c compute the same, then "
+        "models/gpt.py or a layer it is built of changed: make _decode.c compute the same, then "
         "write the new fingerprints: python -m chalklm.models.decode_checked")
 
 
 @needs_c
 def test_an_edit_to_the_models_code_makes_the_c_step_step_aside(monkeypatch):
-    """A learner who edits models/layers.py in place sees the edit: the C step, which
+    """A learner who edits models/block.py in place sees the edit: the C step, which
     cannot know it, steps aside. Comments and docstrings are not code."""
-    source = (decode_checked.HERE / "layers.py").read_text()
+    source = (decode_checked.HERE / "block.py").read_text()
     assert decode_checked.fingerprint(source + "\n# a note\n") == \
         decode_checked.fingerprint(source.replace('"""', '"""Reworded. ', 1))
     edited = source.replace("F.silu(gate) * up", "F.gelu(gate) * up")
     assert edited != source
     monkeypatch.delenv("CHALKLM_PURE_PYTHON", raising=False)
     monkeypatch.setattr(decode_checked, "current", lambda: {
-        **decode_checked.CHECKED, "layers.py": decode_checked.fingerprint(edited)})
+        **decode_checked.CHECKED, "block.py": decode_checked.fingerprint(edited)})
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16)).eval()
     why = fused_step.why_not(model, KVCache(model.config, 1))
-    assert why is not None and "models/layers.py" in why
-    assert "models/layers.py" in next(stream(model, [[1, 2]], 2, temperature=0)).path
+    assert why is not None and "models/block.py" in why
+    assert "models/block.py" in next(stream(model, [[1, 2]], 2, temperature=0)).path

@@ -71,7 +71,7 @@ def test_explicit_attention_math_path_matches_too():
 
 @pytest.mark.parametrize("queries,keys", [(1, 1), (5, 5), (2, 6), (1, 4)])
 def test_both_causal_masks_say_true_where_a_query_may_look(queries, keys):
-    from chalklm.models.layers import causal_mask as fast_mask
+    from chalklm.models.attention import causal_mask as fast_mask
     from chalklm.scratch.attention import causal_mask as glass_mask
 
     glass = glass_mask(queries, keys)
@@ -94,18 +94,18 @@ def _arguments(function, torch_only=TORCH_ONLY):
 
 
 def _twins():
-    from chalklm.models import layers as fast
+    from chalklm import models, scratch
     from chalklm.models.transformer import Transformer as FastTransformer
-    from chalklm.scratch import attention, block, gpt, nn, positional
+    from chalklm.scratch import gpt
     from chalklm.scratch.transformer import Transformer as GlassTransformer
 
-    pieces = [(nn.Linear, fast.Linear), (nn.LayerNorm, fast.LayerNorm),
-              (nn.RMSNorm, fast.RMSNorm), (nn.Dropout, fast.Dropout), (block.MLP, fast.MLP),
-              (block.Block, fast.Block), (attention.SelfAttention, fast.SelfAttention),
-              (attention.MultiHeadAttention, fast.MultiHeadAttention),
-              (attention.causal_mask, fast.causal_mask),
-              (positional.PositionalEmbedding, fast.PositionalEmbedding),
-              (positional.PositionalEncoding, fast.PositionalEncoding)]
+    # file for file: scratch/nn.py and models/nn.py, scratch/attention.py and
+    # models/attention.py...
+    twins = {"nn": ("Linear", "LayerNorm", "RMSNorm", "Dropout"), "block": ("MLP", "Block"),
+             "attention": ("SelfAttention", "MultiHeadAttention", "causal_mask"),
+             "positional": ("PositionalEmbedding", "PositionalEncoding")}
+    pieces = [(getattr(getattr(scratch, module), name), getattr(getattr(models, module), name))
+              for module, names in twins.items() for name in names]
     for glass, twin in [(gpt.GPT, TorchGPT), (GlassTransformer, FastTransformer)]:
         pieces += [(glass, twin), (glass.forward, twin.forward),
                    (glass.load_weights, twin.load_weights), (glass.num_params, twin.num_params)]

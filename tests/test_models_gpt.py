@@ -10,14 +10,9 @@ import torch.nn.functional as F
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
 from chalklm.models import GPT, training_speed
-from chalklm.models.layers import (
-    Dropout,
-    LayerNorm,
-    Linear,
-    MultiHeadAttention,
-    SelfAttention,
-    sinusoidal_table,
-)
+from chalklm.models.attention import MultiHeadAttention, SelfAttention
+from chalklm.models.nn import Dropout, LayerNorm, Linear
+from chalklm.models.positional import sinusoidal_table
 
 TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
@@ -186,7 +181,7 @@ def test_fused_causal_attention_with_fewer_queries_than_keys_matches_the_math_pa
     """The last query of a longer sequence sees every key (bottom-right causal mask)."""
     import torch
 
-    from chalklm.models.layers import SelfAttention
+    from chalklm.models.attention import SelfAttention
 
     torch.manual_seed(0)
     q = torch.randn(2, 3, 2, 4)
@@ -251,7 +246,7 @@ def test_dropout_is_seeded_by_torch_and_off_in_eval_mode():
 
 
 def test_the_shared_causal_mask_made_under_inference_mode_still_trains():
-    from chalklm.models.layers import _kept_causal_mask
+    from chalklm.models.attention import _kept_causal_mask
 
     _kept_causal_mask.cache_clear()
     attention = SelfAttention(fused=False)

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import chalklm.scratch as cs
 from chalklm.errors import ChalkError, ShapeError
-from chalklm.models.layers import rotate as torch_rotate
+from chalklm.models.rope import rotate as torch_rotate
 from chalklm.scratch import Tensor
 from chalklm.scratch.attention import repeat_heads
 from chalklm.scratch.rope import rope_table, rotate

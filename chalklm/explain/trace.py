@@ -128,7 +128,7 @@ class TorchEngine(Engine):
         return t.detach().float().cpu().numpy()
 
     def causal_mask(self, T: int):
-        from chalklm.models.layers import causal_mask
+        from chalklm.models.attention import causal_mask
         return causal_mask(T, T, self._device())
 
     def merge_heads(self, attn, y):
@@ -136,15 +136,15 @@ class TorchEngine(Engine):
         return y.transpose(1, 2).reshape(B, T, H * hs)
 
     def rotate(self, x, rows):
-        from chalklm.models.layers import rotate
+        from chalklm.models.rope import rotate
         return rotate(x, rows)
 
     def repeat_heads(self, x, group: int):
-        from chalklm.models.layers import repeat_heads
+        from chalklm.models.attention import repeat_heads
         return repeat_heads(x, group)
 
     def mask_code(self) -> str:
-        return "chalklm/models/layers.py causal_mask"
+        return "chalklm/models/attention.py causal_mask"
 
 
 def norm_piece(engine: Engine, norm, x) -> tuple[object, dict]:

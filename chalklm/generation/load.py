@@ -42,7 +42,7 @@ def load(path, engine: str = "torch", device: str = "cpu", dtype: str = "float32
 
         from chalklm.device import resolve_device
         from chalklm.models import GPT
-        from chalklm.models.layers import PositionalEncoding
+        from chalklm.models.positional import PositionalEncoding
 
         device = resolve_device(device)
         with torch.device("meta"):  # shapes only: the weights come from the file, uninitialised

@@ -1,7 +1,8 @@
 """Which Python the C step (`_decode.c`) repeats, and whether that Python has changed.
 
-`_decode.c` computes what `models/gpt.py` and `models/layers.py` compute for one new
-token. A learner who edits those files (a different norm, another activation) must see
+`_decode.c` computes what `models/gpt.py` and the layers it is built of (`nn.py`,
+`positional.py`, `rope.py`, `attention.py`, `block.py`) compute for one new token. A
+learner who edits those files (a different norm, another activation) must see
 the edit in `chalklm sample`, so the C step answers only while their code is the code it
 was checked against: CHECKED holds a fingerprint of each file, its code with comments
 and docstrings left out (so a reworded comment changes nothing), and `changed()` names
@@ -18,12 +19,16 @@ import hashlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FILES = ("gpt.py", "layers.py")
+FILES = ("gpt.py", "nn.py", "positional.py", "rope.py", "attention.py", "block.py")
 
 # The fingerprints of FILES that `_decode.c` was last checked against (written by `main`).
 CHECKED = {
-    "gpt.py": "0674776846de9f06",
-    "layers.py": "12067baea20971d5",
+    "gpt.py": "0153045498395bca",
+    "nn.py": "6df7e7a8b2ece6aa",
+    "positional.py": "00da8b7691722a22",
+    "rope.py": "e2f5951cdb92ebba",
+    "attention.py": "585d592dbbf80d34",
+    "block.py": "440cdd9c77e4b90a",
 }
 
 
@@ -58,11 +63,10 @@ def main() -> None:
     """Write the current fingerprints into CHECKED (after `_decode.c` matches them)."""
     path = Path(__file__).resolve()
     text = path.read_text(encoding="utf-8")
-    for name, value in current().items():
-        start = text.index(f'    "{name}": "')
-        end = text.index("\n", start)
-        text = text[:start] + f'    "{name}": "{value}",' + text[end:]
-    path.write_text(text, encoding="utf-8")
+    start = text.index("CHECKED = {")
+    end = text.index("\n}\n", start) + 3
+    rows = "".join(f'    "{name}": "{value}",\n' for name, value in current().items())
+    path.write_text(text[:start] + "CHECKED = {\n" + rows + "}\n" + text[end:], encoding="utf-8")
     print(f"{path}: {current()}")
 
 

@@ -17,7 +17,7 @@ the token embedding (vocab, n_embd) is already `W.T` of the output layer.
 
 Generation opts in (`decoding()`: the runners of chalklm/generation/runners.py enter it);
 everywhere else (training, evaluation, the explain page, a learner calling `model(x)`)
-every layer multiplies the plain way of models/layers.py. Inside `decoding()` it applies
+every layer multiplies the plain way of models/nn.py. Inside `decoding()` it applies
 (`applies`) in float32 on a CPU, without gradients, for at most MAX_ROWS rows (a batch of
 up to 16 sequences, or a short prompt). Checking costs a few microseconds a
 layer, and compiled code cannot check at all, so generation checks once a call: its first

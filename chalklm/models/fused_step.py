@@ -27,7 +27,12 @@ import numpy as np
 import torch
 
 from chalklm.config import ACTIVATIONS
-from chalklm.models import decode_checked, decode_weights, gpt, layers
+from chalklm.models import decode_checked, decode_weights, gpt
+from chalklm.models.attention import MultiHeadAttention, SelfAttention
+from chalklm.models.block import MLP, Block
+from chalklm.models.nn import Dropout, LayerNorm, Linear, RMSNorm
+from chalklm.models.positional import PositionalEmbedding, PositionalEncoding
+from chalklm.models.rope import RotaryEmbedding
 
 try:
     from chalklm.models import _decode
@@ -48,8 +53,8 @@ def applies(model, cache) -> bool:
 
 def why_not(model, cache) -> str | None:
     """Why the C step would not compute what `model(ids, cache=cache)` computes; None where
-    it does: the code of models/gpt.py and models/layers.py as the C step was checked
-    against (decode_checked.py), every module of chalklm's own classes (a model whose
+    it does: the code of models/gpt.py and its layers as the C step was checked against
+    (decode_checked.py), every module of chalklm's own classes (a model whose
     code someone changed steps aside on its own: the C step cannot know the change),
     every parameter float32 (or every one bfloat16) on a CPU, one row of float32 cache
     without padding, of the model's own shape."""
@@ -80,9 +85,8 @@ def why_not(model, cache) -> str | None:
 
 
 # the classes whose arithmetic `_decode.c` repeats
-_STOCK = {gpt.GPT, layers.Block, layers.MultiHeadAttention, layers.SelfAttention, layers.MLP,
-          layers.LayerNorm, layers.RMSNorm, layers.Linear, layers.Dropout,
-          layers.PositionalEmbedding, layers.PositionalEncoding, layers.RotaryEmbedding,
+_STOCK = {gpt.GPT, Block, MultiHeadAttention, SelfAttention, MLP, LayerNorm, RMSNorm, Linear,
+          Dropout, PositionalEmbedding, PositionalEncoding, RotaryEmbedding,
           torch.nn.Embedding, torch.nn.ModuleList}
 
 

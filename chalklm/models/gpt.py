@@ -14,16 +14,11 @@ from torch import nn
 from chalklm.config import GPTConfig
 from chalklm.errors import ShapeError
 from chalklm.models import decode_weights
-from chalklm.models.layers import (
-    Block,
-    Dropout,
-    Linear,
-    PositionalEmbedding,
-    PositionalEncoding,
-    RotaryEmbedding,
-    norm_for,
-)
+from chalklm.models.block import Block
 from chalklm.models.loss import cross_entropy
+from chalklm.models.nn import Dropout, Linear, norm_for
+from chalklm.models.positional import PositionalEmbedding, PositionalEncoding
+from chalklm.models.rope import RotaryEmbedding
 
 
 class GPT(nn.Module):

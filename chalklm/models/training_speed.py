@@ -13,7 +13,7 @@ numbers (up to float rounding; dropout draws other random numbers):
 The trainer opts in (`enabled()` around its steps, chalklm/training/engines.py), as
 generation opts into models/decode_weights.py. Everywhere else (a learner calling
 `model.train(); model(x)`, the tests that compare the engines) the layers of
-models/layers.py compute the plain way. The flag holds for the thread that set it.
+models/ compute the plain way. The flag holds for the thread that set it.
 """
 
 from __future__ import annotations

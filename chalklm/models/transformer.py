@@ -15,18 +15,13 @@ from torch import nn
 
 from chalklm.config import TransformerConfig
 from chalklm.errors import ShapeError
+from chalklm.models.attention import MultiHeadAttention
+from chalklm.models.block import MLP
 from chalklm.models.gpt import GPT
 from chalklm.models.kv_cache import KVCache
-from chalklm.models.layers import (
-    MLP,
-    Dropout,
-    LayerNorm,
-    Linear,
-    MultiHeadAttention,
-    PositionalEmbedding,
-    PositionalEncoding,
-)
 from chalklm.models.loss import cross_entropy
+from chalklm.models.nn import Dropout, LayerNorm, Linear
+from chalklm.models.positional import PositionalEmbedding, PositionalEncoding
 
 
 class CrossAttention(MultiHeadAttention):
