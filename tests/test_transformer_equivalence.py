@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from equivalence import assert_same_logits_loss_and_gradients
 
 import chalklm.scratch as cs
 from chalklm.checkpoint import load_config, load_weights, save_checkpoint
@@ -56,19 +57,8 @@ def test_same_weights_same_logits_loss_and_gradients(norm_first, tie, positional
     if not tie:
         overrides["tgt_vocab_size"] = 15  # untied: the two vocabularies may differ
     glass, fast = _pair(**overrides)
-    src, tgt_in, tgt_out = _padded_batch()
-    logits, loss = glass(src, tgt_in, tgt_out)
-    loss.backward()
-    t_logits, t_loss = fast(*_t(src, tgt_in, tgt_out))
-    t_loss.backward()
+    logits = assert_same_logits_loss_and_gradients(glass, fast, *_padded_batch())
     assert logits.shape == (3, 5, TINY["tgt_vocab_size"] + (0 if tie else 2))
-    np.testing.assert_allclose(logits.data, t_logits.detach().numpy(), rtol=0, atol=1e-5)
-    assert abs(loss.item() - t_loss.item()) < 1e-5
-    theirs = dict(fast.named_parameters())
-    assert set(theirs) == {name for name, _ in glass.named_parameters()}
-    for name, p in glass.named_parameters():
-        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
