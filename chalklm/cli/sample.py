@@ -141,7 +141,9 @@ def run(args) -> int:
                                            model.config.vocab_size, tokenizer, args.checkpoint)
     if printer is not None:
         _written(printer.finish, model.config.vocab_size, tokenizer, args.checkpoint)
-        return _say_how(samples, timing, path) if args.verbose else 0
+        if args.verbose:
+            _say_how(samples, timing, path)
+        return 0
     texts = _written(lambda: [tokenizer.decode(ids) for ids in samples],
                      model.config.vocab_size, tokenizer, args.checkpoint)
     results = []
@@ -159,7 +161,9 @@ def run(args) -> int:
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         print(args.prompt + result["text"])
-    return _say_how(samples, timing, path) if args.verbose else 0
+    if args.verbose:
+        _say_how(samples, timing, path)
+    return 0
 
 
 def _written(write, model_vocab: int, tokenizer, checkpoint):
@@ -221,15 +225,14 @@ def _collect(steps, args, tokenizer, printer):
     return samples, tops, (time.perf_counter() - started, first_token_s or 0.0), path
 
 
-def _say_how(samples, timing, path: str) -> int:
+def _say_how(samples, timing, path: str) -> None:
     """--verbose: which code computed the tokens, and how fast (on stderr: the text on
-    stdout stays the text). Returns the exit status, 0."""
+    stdout stays the text)."""
     seconds, first_token_s = timing
     n = sum(len(ids) for ids in samples)
     rate = f" ({n / seconds:.1f} tokens/s)" if seconds > 0 else ""
     print(f"{n} tokens in {seconds:.2f} s{rate}, the first after {first_token_s:.2f} s; "
           f"computed by {path}", file=sys.stderr)
-    return 0
 
 
 def _json_report(args, start, prompt_ids, stop, results, timing) -> dict:

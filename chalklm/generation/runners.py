@@ -93,6 +93,14 @@ def _fused_step(model, cache):
     return (fused_step.FusedStep(model, cache) if why is None else None), why
 
 
+def _torch_path(fused: bool, compiled: bool, why_not: str | None) -> str:
+    """Which code computes each new token (`chalklm sample --verbose` and --json)."""
+    if fused:
+        return "the C step (models/fused_step.py)"
+    step = "torch.compile of models/gpt.py" if compiled else "PyTorch, models/gpt.py"
+    return f"{step}, with the KV cache" + (f"; no C step: {why_not}" if why_not else "")
+
+
 class TorchRunner(CachedRunner):
     def __init__(self, model, compile: bool = False):
         import torch
@@ -104,17 +112,7 @@ class TorchRunner(CachedRunner):
         self.one_token = _compiled_step(model) if compile else model
         self.checked = False  # whether this generation's first step has run (see `step`)
         self.fused = None  # the C step, where it applies (models/fused_step.py)
-        self.no_fused = None  # why it does not, once a prompt has run
-
-    @property
-    def path(self) -> str:
-        """Which code computes each new token (`chalklm sample --verbose` and --json)."""
-        if self.fused is not None:
-            return "the C step (models/fused_step.py)"
-        step = "torch.compile of models/gpt.py" if self.one_token is not self.model else \
-            "PyTorch, models/gpt.py"
-        why = f"; no C step: {self.no_fused}" if self.no_fused else ""
-        return f"{step}, with the KV cache{why}"
+        self.path = ""  # which code computes each new token: set by each prompt (`_prompt`)
 
     def _new_cache(self, batch):
         from chalklm.models.kv_cache import KVCache
@@ -131,7 +129,9 @@ class TorchRunner(CachedRunner):
     def _prompt(self, ids: np.ndarray) -> np.ndarray:
         """One row in fp32 on a CPU: the C step (models/fused_step.py) takes the tokens
         after the prompt (the prompt's tokens go faster together, through PyTorch)."""
-        self.fused, self.no_fused = _fused_step(self.model, self.cache)
+        self.fused, why_not = _fused_step(self.model, self.cache)
+        self.path = _torch_path(self.fused is not None, self.one_token is not self.model,
+                                why_not)
         return self._run(ids)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
